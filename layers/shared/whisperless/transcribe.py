@@ -1,0 +1,88 @@
+"""Speech to timed words with faster-whisper."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InvalidParameter
+from .options import TranscriptionOptions
+
+SAMPLE_RATE = 16000
+# Batched inference pays off on long audio (see BENCHMARKS.md); short clips stay sequential.
+BATCHED_MIN_SECONDS = float(os.environ.get("WHISPERLESS_BATCHED_MIN_SECONDS", "60"))
+BATCH_SIZE = int(os.environ.get("WHISPERLESS_BATCH_SIZE", "8"))
+BEAM_SIZE = int(os.environ.get("WHISPERLESS_BEAM_SIZE", "5"))
+
+
+@dataclass
+class Word:
+    word: str
+    start: float
+    end: float
+    probability: float
+    speaker: str | None = None
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
+    speaker: str | None = None
+
+
+@dataclass
+class Transcript:
+    language: str
+    language_probability: float
+    segments: list[Segment]
+    batched: bool
+
+
+def check_model_supports(multilingual: bool, options: TranscriptionOptions) -> None:
+    """English-only models can neither translate nor transcribe other languages: say so."""
+    if multilingual:
+        return
+    if options.task == "translate":
+        raise InvalidParameter("task 'translate' needs a multilingual model; this model is English-only",
+                               field="task")
+    if options.language not in (None, "en"):
+        raise InvalidParameter(
+            f"language {options.language!r} needs a multilingual model; this model is English-only",
+            field="language",
+        )
+
+
+def transcribe(model, audio: np.ndarray, options: TranscriptionOptions) -> Transcript:
+    check_model_supports(model.model.is_multilingual, options)
+    language = options.language if model.model.is_multilingual else "en"
+    kwargs = dict(
+        language=language,
+        task=options.task,
+        initial_prompt=options.initial_prompt,
+        word_timestamps=True,
+        vad_filter=True,  # Silero VAD: no invented words on silence or noise
+        beam_size=BEAM_SIZE,
+    )
+    batched = audio.size / SAMPLE_RATE >= BATCHED_MIN_SECONDS
+    if batched:
+        from faster_whisper import BatchedInferencePipeline
+
+        segments, info = BatchedInferencePipeline(model).transcribe(audio, batch_size=BATCH_SIZE, **kwargs)
+    else:
+        segments, info = model.transcribe(audio, **kwargs)
+
+    out = []
+    for seg in segments:  # a generator: decoding happens here
+        words = [
+            Word(word=w.word, start=float(w.start), end=float(w.end),
+                 probability=min(1.0, max(0.0, float(w.probability))))
+            for w in (seg.words or [])
+        ]
+        out.append(Segment(start=float(seg.start), end=float(seg.end), text=seg.text.strip(), words=words))
+    return Transcript(language=info.language, language_probability=float(info.language_probability),
+                      segments=out, batched=batched)
