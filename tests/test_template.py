@@ -434,3 +434,12 @@ def test_api_permissions(translated):
     assert {"Fn::GetAtt": ["ApiKeysTable", "Arn"]} not in grants.get("dynamodb:PutItem", [])
     assert grants["sqs:SendMessage"] == [{"Fn::GetAtt": ["JobQueue", "Arn"]}]
     assert "secretsmanager:GetSecretValue" not in grants
+
+
+def test_generated_webhook_secret_is_a_base64_key(source):
+    # The signer base64-decodes the secret (after an optional whsec_ prefix): letters and digits
+    # only, in a length that is a multiple of 4, always decode.
+    generate = source["Resources"]["WebhookSecret"]["Properties"]["GenerateSecretString"]
+    assert generate["ExcludePunctuation"] is True
+    assert generate["PasswordLength"] % 4 == 0 and generate["PasswordLength"] >= 44
+    assert not generate.get("IncludeSpace")
