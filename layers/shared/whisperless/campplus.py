@@ -180,12 +180,17 @@ class CAMPPlusNetwork(nn.Module):
         self.dense = nn.Conv1d(channels * 2, embedding_dim, 1, bias=False)
         self.dense_norm = nn.BatchNorm1d(embedding_dim, affine=False)
 
-    def forward(self, fbank: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-        frames = self.xvector(self.head(fbank.transpose(1, 2)))
-        stats = self.pool(frames, weights=weights)  # (B, 2C) or (B, S, 2C)
+    def frames(self, fbank: torch.Tensor) -> torch.Tensor:
+        """(B, T, 80) fbank -> (B, C, T/2) frame-level features."""
+        return self.xvector(self.head(fbank.transpose(1, 2)))
+
+    def embed(self, stats: torch.Tensor) -> torch.Tensor:
+        """Pooled statistics (..., 2C) -> embeddings (..., 192)."""
         flat = stats.reshape(-1, stats.shape[-1], 1)
-        embeddings = self.dense_norm(self.dense(flat).squeeze(-1))
-        return embeddings.reshape(*stats.shape[:-1], -1)
+        return self.dense_norm(self.dense(flat).squeeze(-1)).reshape(*stats.shape[:-1], -1)
+
+    def forward(self, fbank: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        return self.embed(self.pool(self.frames(fbank), weights=weights))
 
     def load_checkpoint(self, path: str | Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -222,4 +227,27 @@ class CAMPPlusEmbedding(Model):
         return features - features.mean(dim=1, keepdim=True)
 
     def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-        return self.network(self.compute_fbank(waveforms), weights=weights)
+        if weights is None or weights.dim() != 2:
+            return self.network(self.compute_fbank(waveforms), weights=weights)
+        # pyannote sends every chunk once per local speaker (3x), silent speakers included.
+        # Frame features do not depend on the weights, so run the network once per distinct
+        # chunk that someone speaks in, then pool each row with its own weights.
+        batch = waveforms.shape[0]
+        chunk_of = torch.zeros(batch, dtype=torch.long)
+        firsts = [0]
+        for i in range(1, batch):
+            if not torch.equal(waveforms[i], waveforms[i - 1]):
+                firsts.append(i)
+            chunk_of[i] = len(firsts) - 1
+        active = weights.sum(dim=-1) > 0
+        # A silent row pools to zero statistics: same output as the full computation.
+        stats = torch.zeros(batch, self.network.dense.in_channels, device=waveforms.device)
+        needed = sorted({int(c) for c in chunk_of[active]})
+        if needed:
+            rows = torch.tensor([firsts[c] for c in needed])
+            frames = self.network.frames(self.compute_fbank(waveforms[rows]))
+            position = {c: k for k, c in enumerate(needed)}
+            active_rows = torch.nonzero(active).squeeze(-1)
+            picks = torch.tensor([position[int(chunk_of[r])] for r in active_rows])
+            stats[active_rows] = self.network.pool(frames[picks], weights=weights[active_rows])
+        return self.network.embed(stats)

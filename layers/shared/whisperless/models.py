@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WHISPER_MODEL = os.environ.get("WHISPERLESS_MODEL", "base")
 DEFAULT_DIARIZATION_MODEL = os.environ.get("WHISPERLESS_DIARIZATION_MODEL", "campplus")
-CLUSTERING_THRESHOLD = float(os.environ.get("WHISPERLESS_CLUSTERING_THRESHOLD", "0.65"))
+# Tuned on made conversations plus the real sample: bench/tune_diarization.py (BENCHMARKS.md).
+CLUSTERING_THRESHOLD = float(os.environ.get("WHISPERLESS_CLUSTERING_THRESHOLD", "0.6"))
 
 
 def cache_dir() -> Path:

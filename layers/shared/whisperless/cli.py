@@ -1,0 +1,87 @@
+"""Command line: ``whisperless transcribe FILE ...`` (and, later, ``whisperless serve``).
+
+The result goes to stdout; progress and logs go to stderr; a bad input exits
+non-zero with a one-line error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from .errors import WhisperlessError
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from .options import TranscriptionOptions
+
+    # Validate the request before importing the engine (seconds of torch import).
+    options = TranscriptionOptions.from_params({
+        "diarization": args.diarization,
+        "numSpeakers": args.num_speakers,
+        "minSpeakers": args.min_speakers,
+        "maxSpeakers": args.max_speakers,
+        "language": args.language,
+        "task": args.task,
+        "initialPrompt": args.initial_prompt,
+    })
+    if not os.path.isfile(args.file):
+        raise WhisperlessError(f"no such file: {args.file}", code="file_not_found")
+
+    from .engine import Engine
+    from .formats import RENDERERS
+
+    doc = Engine(whisper_model=args.model).run(args.file, options, source={"file": os.path.basename(args.file)})
+    if args.format == "json":
+        json.dump(doc, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(RENDERERS[args.format](doc))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="whisperless", description="Serverless speech-to-text, run locally.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    t = commands.add_parser("transcribe", help="transcribe (and optionally diarize) one audio file")
+    t.add_argument("file")
+    t.add_argument("--diarization", action="store_true", help="also find who spoke when")
+    t.add_argument("--num-speakers", type=str, help="exact number of speakers")
+    t.add_argument("--min-speakers", type=str)
+    t.add_argument("--max-speakers", type=str)
+    t.add_argument("--language", help="ISO-639-1 code; default: detect")
+    t.add_argument("--task", default="transcribe", help="transcribe | translate (to English)")
+    t.add_argument("--initial-prompt", help="decoding hint: names, jargon")
+    t.add_argument("--model", help="tiny.en | base | a CTranslate2 folder | a hub id (default: %(default)s)",
+                   default=os.environ.get("WHISPERLESS_MODEL", "base"))
+    t.add_argument("--format", choices=("json", "srt", "vtt", "txt"), default="json")
+    t.set_defaults(run=_transcribe)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
+    if not args.verbose:
+        import warnings
+
+        warnings.filterwarnings("ignore")  # torch/pyannote deprecation chatter is not for users
+    try:
+        return args.run(args)
+    except WhisperlessError as exc:
+        where = f" ({exc.field})" if exc.field else ""
+        print(f"whisperless: error{where}: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
