@@ -33,8 +33,8 @@ class Engine:
     """Holds the model choice; the models themselves are cached per process in ``models``."""
 
     def __init__(self, whisper_model: str | None = None, diarization_model: str | None = None):
-        self.whisper_model = whisper_model or models.DEFAULT_WHISPER_MODEL
-        self.diarization_model = diarization_model or models.DEFAULT_DIARIZATION_MODEL
+        self.whisper_model = whisper_model or models.default_whisper_model()
+        self.diarization_model = diarization_model or models.default_diarization_model()
 
     def run(
         self,

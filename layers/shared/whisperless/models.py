@@ -27,8 +27,15 @@ from .errors import ModelUnavailable
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WHISPER_MODEL = os.environ.get("WHISPERLESS_MODEL", "base")
-DEFAULT_DIARIZATION_MODEL = os.environ.get("WHISPERLESS_DIARIZATION_MODEL", "campplus")
+
+
+def default_whisper_model() -> str:
+    return os.environ.get("WHISPERLESS_MODEL") or "base"
+
+
+def default_diarization_model() -> str:
+    return os.environ.get("WHISPERLESS_DIARIZATION_MODEL") or "campplus"
+
 # Tuned on made conversations plus the real sample: bench/tune_diarization.py (BENCHMARKS.md).
 CLUSTERING_THRESHOLD = float(os.environ.get("WHISPERLESS_CLUSTERING_THRESHOLD", "0.6"))
 
@@ -126,7 +133,7 @@ def _assemble(name: str, spec: _SplitModel) -> Path:
 
 def resolve_whisper_model(name: str | None = None) -> str:
     """Return a local model directory, or a hub id when downloads are allowed."""
-    name = name or DEFAULT_WHISPER_MODEL
+    name = name or default_whisper_model()
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "model.bin").is_file():
@@ -170,7 +177,7 @@ def load_whisper(name: str | None = None):
                              download_root=str(cache_dir() / "hub"))
     except Exception as exc:  # network, missing files, bad folder: one clear message
         raise ModelUnavailable(
-            f"cannot load whisper model {name or DEFAULT_WHISPER_MODEL!r} ({resolved}): {exc}. "
+            f"cannot load whisper model {name or default_whisper_model()!r} ({resolved}): {exc}. "
             f"Offline names: {', '.join(_OFFLINE_WHISPER)}, or a CTranslate2 model folder."
         ) from exc
     return model
@@ -195,7 +202,7 @@ def _torch_device():
 def load_diarization(name: str | None = None):
     """Load (once per process) a pyannote diarization pipeline."""
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")  # pyannote phones home otherwise
-    name = name or DEFAULT_DIARIZATION_MODEL
+    name = name or default_diarization_model()
     if name == "campplus":
         pipeline = _campplus_pipeline()
     else:

@@ -1,0 +1,56 @@
+"""Transcriber Lambda: S3 uploads (via SQS, EventBridge or directly) and API job
+messages in; results next to the audio and signed callbacks out.
+
+Thin on purpose: it parses the event and hands each job to whisperless.worker.
+"""
+
+from __future__ import annotations
+
+import os
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from whisperless.events import jobs_from_payload
+from whisperless.settings import settings
+from whisperless.worker import Transcriber, process_message
+
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
+
+logger = Logger()
+copy_config_to_registered_loggers(source_logger=logger, include={"whisperless"})  # our logs as JSON too
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Whisperless"))
+tracer = Tracer()
+# A fully failed batch is reported item by item rather than raised: same redelivery, clearer logs.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+_transcriber: Transcriber | None = None
+
+
+def transcriber() -> Transcriber:
+    """Built once per execution environment; models stay loaded between invocations."""
+    global _transcriber
+    if _transcriber is None:
+        _transcriber = Transcriber(s3=boto3.client("s3"), dynamodb=boto3.resource("dynamodb"),
+                                   settings=settings(), metrics=metrics)
+    return _transcriber
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict, context) -> dict:
+    records = event.get("Records") or []
+    if records and records[0].get("eventSource") == "aws:sqs":
+        def record_handler(record: SQSRecord) -> list[dict]:
+            logger.append_keys(message_id=record.message_id)
+            return process_message(transcriber(), record.body, context)
+
+        # A failing message is reported alone; the rest of the batch is not redelivered.
+        return process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                        context=context)
+    # Direct S3 notification or EventBridge event: an exception makes Lambda retry it.
+    return {"results": [transcriber().handle(job, context) for job in jobs_from_payload(event)]}

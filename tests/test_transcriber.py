@@ -1,0 +1,256 @@
+"""The transcriber Lambda against moto: upload -> EventBridge -> SQS -> handler ->
+`<key>.json` next to the audio, signed callbacks to a real local server, duplicates
+done once, bad audio answered with the failed document and no retry storm."""
+from __future__ import annotations
+
+import copy
+import http.server
+import importlib.util
+import json
+import threading
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+from standardwebhooks.webhooks import Webhook
+
+ROOT = Path(__file__).resolve().parents[1]
+REGION = "us-east-1"
+BUCKET = "whisperless-test-audio"
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+class Context:
+    function_name = "TranscriberFunction"
+    memory_limit_in_mb = 10240
+    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:TranscriberFunction"
+    aws_request_id = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+@pytest.fixture(scope="module")
+def app_module():
+    spec = importlib.util.spec_from_file_location("transcriber_app", ROOT / "functions/transcriber/app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def aws(monkeypatch, app_module):
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": REGION, "POWERTOOLS_TRACE_DISABLED": "true",
+                        "POWERTOOLS_METRICS_NAMESPACE": "Whisperless"}.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        sqs = boto3.client("sqs", region_name=REGION)
+        events = boto3.client("events", region_name=REGION)
+        dynamodb = boto3.resource("dynamodb", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        # Wired as template.yaml wires it: EventBridge, with results (.json) excluded.
+        s3.put_bucket_notification_configuration(Bucket=BUCKET,
+                                                 NotificationConfiguration={"EventBridgeConfiguration": {}})
+        queue = sqs.create_queue(QueueName="jobs")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name="audio-uploaded", EventPattern=json.dumps({
+            "source": ["aws.s3"], "detail-type": ["Object Created"],
+            "detail": {"bucket": {"name": [BUCKET]}, "object": {"key": [{"anything-but": {"suffix": ".json"}}]}},
+        }))
+        events.put_targets(Rule="audio-uploaded", Targets=[{"Id": "queue", "Arn": queue_arn}])
+        for table, key in (("jobs", "id"), ("idempotency", "id")):
+            dynamodb.create_table(TableName=table, KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+                                  AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+                                  BillingMode="PAY_PER_REQUEST")
+        from whisperless.engine import Engine
+        from whisperless.settings import Settings
+        from whisperless.worker import Transcriber
+
+        settings = Settings(bucket=BUCKET, jobs_table="jobs", idempotency_table="idempotency",
+                            webhook_secret=SECRET, allow_local_callbacks=True,  # loopback receivers, tests only
+                            max_audio_bytes=50 * 1024 * 1024)
+        app_module._transcriber = Transcriber(s3=s3, dynamodb=dynamodb, settings=settings,
+                                              engine=Engine(whisper_model="tiny.en"), metrics=app_module.metrics,
+                                              callback_sleep=lambda seconds: None)
+        yield {"s3": s3, "sqs": sqs, "queue": queue, "jobs": dynamodb.Table("jobs"), "app": app_module}
+        app_module._transcriber = None
+
+
+def _drain(aws) -> dict:
+    """Receive what the bucket's notifications put on the queue, as Lambda's SQS event."""
+    reply = aws["sqs"].receive_message(QueueUrl=aws["queue"], MaxNumberOfMessages=10)
+    records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "md5OfBody": "",
+                "eventSource": "aws:sqs", "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:jobs",
+                "awsRegion": REGION} for m in reply.get("Messages", [])]
+    return {"Records": records}
+
+
+def _invoke(aws, event) -> dict:
+    return aws["app"].handler(event, Context())
+
+
+def _result(aws, key):
+    return json.loads(aws["s3"].get_object(Bucket=BUCKET, Key=key + ".json")["Body"].read())
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, sample_wav) -> bytes:
+    from conftest import encode
+
+    return encode(sample_wav, tmp_path_factory.mktemp("clip") / "clip.mp3", "libmp3lame", seconds=12).read_bytes()
+
+
+class Receiver:
+    """A real HTTP callback receiver on 127.0.0.1 answering a scripted list of statuses."""
+
+    def __init__(self, statuses):
+        self.statuses = list(statuses)
+        self.requests: list[tuple[dict, bytes]] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.mark.parametrize("key", ["calls/2024/my talk (1).mp3", "réunions/été+hiver 50%.mp3"])
+def test_upload_writes_the_result_next_to_the_audio(aws, clip, key):
+    aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=clip, Metadata={"language": "en"})
+    event = _drain(aws)
+    assert len(event["Records"]) == 1
+    reply = _invoke(aws, event)
+    assert reply == {"batchItemFailures": []}
+    doc = _result(aws, key)
+    assert doc["status"] == "completed" and doc["language"] == "en"
+    assert "hello" in doc["text"].lower()
+    assert doc["source"] == {"bucket": BUCKET, "key": key}
+    assert all(w["timestamp"] == w["end"] for s in doc["segments"] for w in s["words"])
+    job = aws["jobs"].get_item(Key={"id": doc["id"]})["Item"]
+    assert job["status"] == "completed" and job["resultKey"] == key + ".json"
+    # Writing the result raised no new job: the rule excludes .json keys.
+    assert _drain(aws)["Records"] == []
+
+
+def test_object_metadata_parameters_are_honoured(aws, sample_wav):
+    aws["s3"].put_object(Bucket=BUCKET, Key="meetings/sample.wav", Body=sample_wav.read_bytes(),
+                         Metadata={"diarization": "true", "numspeakers": "2", "language": "en"})
+    _invoke(aws, _drain(aws))
+    doc = _result(aws, "meetings/sample.wav")
+    assert {t["speaker"] for t in doc["diarization"]} == {"SPEAKER_00", "SPEAKER_01"}
+    assert all("speaker" in w for s in doc["segments"] for w in s["words"])
+
+
+def test_real_shaped_s3_notification_with_encoded_key(aws, clip):
+    key = "calls/2024/my talk (1).wav"
+    aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=clip)
+    _drain(aws)  # the EventBridge copy is not used here
+    event = json.loads((ROOT / "events/sqs-s3-put.json").read_text())
+    body = json.loads(event["Records"][0]["body"])
+    body["Records"][0]["s3"]["bucket"]["name"] = BUCKET
+    body["Records"][0]["s3"]["object"]["key"] = "calls/2024/my+talk+%281%29.wav"
+    event["Records"][0]["body"] = json.dumps(body)
+    assert _invoke(aws, event) == {"batchItemFailures": []}
+    assert _result(aws, key)["status"] == "completed"
+
+
+def test_callback_is_signed_and_retried_until_it_succeeds_once(aws, clip):
+    receiver = Receiver([500, 500, 200])
+    try:
+        aws["s3"].put_object(Bucket=BUCKET, Key="cb/ok.mp3", Body=clip, Metadata={"callbackurl": receiver.url})
+        _invoke(aws, _drain(aws))
+        assert len(receiver.requests) == 3
+        ids = {headers["webhook-id"] for headers, _ in receiver.requests}
+        assert len(ids) == 1
+        headers, body = receiver.requests[-1]
+        payload = Webhook(SECRET).verify(body, headers)  # raises if the signature is wrong
+        assert payload == _result(aws, "cb/ok.mp3")
+        job = aws["jobs"].get_item(Key={"id": payload["id"]})["Item"]
+        assert job["callback"]["delivered"] is True and int(job["callback"]["attempts"]) == 3
+    finally:
+        receiver.close()
+
+
+def test_unreachable_callback_keeps_the_result_and_records_the_failure(aws, clip):
+    receiver = Receiver([503])
+    try:
+        aws["s3"].put_object(Bucket=BUCKET, Key="cb/down.mp3", Body=clip, Metadata={"callbackurl": receiver.url})
+        assert _invoke(aws, _drain(aws)) == {"batchItemFailures": []}
+        doc = _result(aws, "cb/down.mp3")
+        assert doc["status"] == "completed"
+        job = aws["jobs"].get_item(Key={"id": doc["id"]})["Item"]
+        assert job["callback"]["delivered"] is False and job["callback"]["error"]
+    finally:
+        receiver.close()
+
+
+def test_duplicate_events_do_the_work_once_and_call_back_once(aws, clip):
+    receiver = Receiver([200])
+    try:
+        aws["s3"].put_object(Bucket=BUCKET, Key="dup/a.mp3", Body=clip, Metadata={"callbackurl": receiver.url})
+        event = _drain(aws)
+        for _ in range(3):  # at-least-once delivery, including via the other entry shape
+            assert _invoke(aws, copy.deepcopy(event)) == {"batchItemFailures": []}
+        assert _invoke(aws, json.loads(event["Records"][0]["body"]))["results"][0]["status"] == "completed"
+        assert len(receiver.requests) == 1
+        doc = _result(aws, "dup/a.mp3")
+        assert int(aws["jobs"].get_item(Key={"id": doc["id"]})["Item"]["attempts"]) == 1
+    finally:
+        receiver.close()
+
+
+def test_corrupt_audio_gets_the_failed_document_and_a_callback_without_retries(aws):
+    receiver = Receiver([200])
+    try:
+        aws["s3"].put_object(Bucket=BUCKET, Key="bad/noise.wav", Body=b"RIFF\x00\x00" + bytes(range(256)) * 8,
+                             Metadata={"callbackurl": receiver.url})
+        assert _invoke(aws, _drain(aws)) == {"batchItemFailures": []}  # done: not redelivered
+        doc = _result(aws, "bad/noise.wav")
+        assert doc["status"] == "failed" and doc["error"]["code"] in {"not_audio", "corrupt_audio"}
+        assert doc["source"] == {"bucket": BUCKET, "key": "bad/noise.wav"}
+        assert json.loads(receiver.requests[0][1]) == doc
+    finally:
+        receiver.close()
+
+
+def test_bad_metadata_parameter_fails_the_job_naming_the_field(aws, clip):
+    aws["s3"].put_object(Bucket=BUCKET, Key="bad/params.mp3", Body=clip, Metadata={"task": "summarize"})
+    _invoke(aws, _drain(aws))
+    doc = _result(aws, "bad/params.mp3")
+    assert doc["status"] == "failed" and doc["error"]["field"] == "task"
+
+
+def test_non_jobs_are_skipped_not_failed(aws):
+    test_event = json.loads((ROOT / "events/sqs-s3-test-event.json").read_text())
+    assert _invoke(aws, test_event) == {"batchItemFailures": []}
+    aws["s3"].put_object(Bucket=BUCKET, Key="notes/readme.txt", Body=b"hello")
+    reply = _invoke(aws, _drain(aws))
+    assert reply == {"batchItemFailures": []}
+    assert "Contents" not in aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix="notes/readme.txt.json")
+
+
+def test_infrastructure_failure_reports_the_message_for_redelivery(aws, clip):
+    aws["s3"].put_object(Bucket=BUCKET, Key="infra/a.mp3", Body=clip)
+    event = _drain(aws)
+    aws["jobs"].delete()  # DynamoDB unavailable for this job
+    reply = _invoke(aws, event)
+    assert reply == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert "Contents" not in aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix="infra/a.mp3.json")
