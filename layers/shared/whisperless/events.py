@@ -60,6 +60,8 @@ Job = Union[ObjectJob, UrlJob, Skip]
 def object_job(bucket: str, key: str, etag: str | None = None, version_id: str | None = None,
                size: int | None = None) -> Job:
     """An ObjectJob, or a Skip when the key is one of our results or not audio."""
+    if not isinstance(bucket, str) or not bucket or not key:
+        raise InvalidEvent("event names no bucket or no key")
     if key.endswith(RESULT_SUFFIX):
         # Results live next to the audio; they must never start a new job.
         return Skip("result document, not audio", key)
