@@ -1,0 +1,210 @@
+"""Lambda handler of the HTTP API: routes, event decoding and response shaping only.
+
+The logic lives in ``whisperless.api`` (shared with the local stack). Every route but
+the OpenAPI document needs ``Authorization: Bearer <key>``; authentication runs inside
+each route, before the body is looked at, so a stranger learns nothing about bodies.
+Request bodies are parsed by ``whisperless.api`` (multipart cannot go through
+Powertools' body models); the OpenAPI document describes them all the same.
+"""
+
+from __future__ import annotations
+
+import base64
+from functools import cache
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.logging import correlation_paths
+
+from whisperless import api as core
+from whisperless.settings import settings
+
+logger = Logger()
+app = APIGatewayHttpResolver(enable_validation=True)
+app.configure_openapi(
+    title="whisperless",
+    version="1",
+    description="Serverless speech-to-text (faster-whisper + pyannote). See CONTRACT.md for fields and results.",
+    security_schemes={"apiKey": HTTPBearer(description="Authorization: Bearer <API key>")},
+    security=[{"apiKey": []}],
+)
+
+_service: core.Api | None = None
+
+
+def service() -> core.Api:
+    """One Api per execution environment (clients are reused across invocations)."""
+    global _service
+    if _service is None:
+        _service = core.Api.from_settings(settings())
+    return _service
+
+
+# ------------------------------------------------------------------ OpenAPI pieces
+
+def _either(*types: str) -> list[dict]:
+    return [{"type": name} for name in types]
+
+
+_PARAMS = {
+    "fileType": {"type": "string", "description": "container/codec hint (wav, mp3, m4a, ...); may be wrong"},
+    "diarization": {"anyOf": _either("boolean", "string"), "description": "also return who spoke when"},
+    "numSpeakers": {"anyOf": _either("integer", "string"), "description": "exact speaker count (1-20)"},
+    "minSpeakers": {"anyOf": _either("integer", "string"), "description": "lower bound on speakers"},
+    "maxSpeakers": {"anyOf": _either("integer", "string"), "description": "upper bound on speakers"},
+    "callbackURL": {"type": "string", "description": "POST the result here (Standard Webhooks signed)"},
+    "initialPrompt": {"type": "string", "description": "decoding hint (names, jargon)"},
+    "language": {"type": "string", "description": "ISO-639-1 code; empty = detect"},
+    "task": {"type": "string", "description": "transcribe (default) or translate"},
+}
+_EMPTY_MEANS_UNSET = "Every empty string means unset."
+
+
+def _schema(extra: dict, required: list[str] | None = None) -> dict:
+    schema = {"type": "object", "description": _EMPTY_MEANS_UNSET, "properties": {**extra, **_PARAMS}}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+_JSON_ANY = {"application/json": {"schema": {"type": "object"}}}
+_ERROR = {"application/json": {"schema": {"type": "object", "properties": {"error": {
+    "type": "object", "required": ["code", "message"],
+    "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}}}}
+
+
+def _errors(*statuses: int) -> dict:
+    texts = {400: "bad parameter (error.field names it)", 401: "missing or unknown API key",
+             403: "disabled API key", 404: "no such transcription for this client",
+             413: "body over 10 MB or file over the audio limit", 415: "unsupported content type",
+             422: "request validation failed"}
+    return {status: {"description": texts[status], "content": _ERROR} for status in statuses}
+
+
+# ------------------------------------------------------------------ routes
+
+
+def _client_id() -> str:
+    return service().authenticate(app.current_event.headers)
+
+
+def _body() -> bytes:
+    event = app.current_event
+    if not event.body:
+        return b""
+    return base64.b64decode(event.body) if event.is_base64_encoded else event.body.encode("utf-8")
+
+
+def _time_left() -> float | None:
+    context = app.lambda_context
+    return context.get_remaining_time_in_millis() / 1000 if context else None
+
+
+def _respond(reply: core.Reply) -> Response:
+    return Response(reply.status, content_types.APPLICATION_JSON, reply.body, headers=reply.headers)
+
+
+@app.post(
+    "/v1/transcriptions",
+    summary="Transcribe a file (multipart) or a URL (JSON)",
+    description="Waits briefly for the result; otherwise (or with callbackURL) answers 202 with a statusUrl.",
+    openapi_extensions={"requestBody": {"required": True, "content": {
+        "multipart/form-data": {"schema": _schema({"file": {"type": "string", "format": "binary"}}, ["file"])},
+        "application/json": {"schema": _schema({"url": {"type": "string", "format": "uri"}}, ["url"])},
+    }}},
+    responses={200: {"description": "completed: the result document", "content": _JSON_ANY},
+               202: {"description": "accepted: {id, status, statusUrl}", "content": _JSON_ANY},
+               **_errors(400, 401, 403, 413, 415),
+               422: {"description": "the job failed because of its input: the failed document", "content": _JSON_ANY},
+               500: {"description": "the job failed on our side: the failed document", "content": _JSON_ANY}},
+)
+def create_transcription():
+    client_id = _client_id()
+    content_type = app.current_event.headers.get("content-type")
+    return _respond(service().create_transcription(client_id, _body(), content_type, time_left=_time_left()))
+
+
+@app.get(
+    "/v1/transcriptions/<job_id>",
+    summary="Status of a transcription, with the result document once done",
+    responses={200: {"description": "{id, status, statusUrl} or the result document", "content": _JSON_ANY},
+               **_errors(401, 403, 404, 422)},
+)
+def get_transcription(job_id: str):
+    client_id = _client_id()
+    return _respond(service().get_transcription(client_id, job_id))
+
+
+@app.post(
+    "/v1/uploads",
+    summary="A presigned S3 PUT for files over the 10 MB API limit",
+    openapi_extensions={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": _schema({"filename": {"type": "string"}}, ["filename"])},
+    }}},
+    responses={201: {"description": "{id, uploadUrl, method, headers, expiresIn, statusUrl}; PUT the file "
+                                    "to uploadUrl with exactly these headers", "content": _JSON_ANY},
+               **_errors(400, 401, 403, 415, 422)},
+)
+def create_upload():
+    client_id = _client_id()
+    content_type = app.current_event.headers.get("content-type") or "application/json"
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise core.ApiError(415, "unsupported_media_type", "send application/json", field="Content-Type")
+    return _respond(service().create_upload(client_id, core.parse_json(_body())))
+
+
+@cache
+def _openapi_document() -> str:
+    return app.get_openapi_json_schema()
+
+
+@app.get("/v1/openapi.json", include_in_schema=False)
+def openapi_document():
+    return Response(200, content_types.APPLICATION_JSON, _openapi_document())
+
+
+# ------------------------------------------------------------------ errors as JSON
+
+
+def _error(status: int, code: str, message: str, field: str | None = None, headers=None) -> Response:
+    return Response(status, content_types.APPLICATION_JSON, core.error_body(code, message, field), headers=headers)
+
+
+@app.exception_handler(core.ApiError)
+def _api_error(exc: core.ApiError) -> Response:
+    return _error(exc.status, exc.code, exc.message, exc.field, exc.headers)
+
+
+@app.exception_handler(RequestValidationError)
+def _validation_error(exc: RequestValidationError) -> Response:
+    first = exc.errors()[0] if exc.errors() else {}
+    names = [part for part in first.get("loc", ()) if isinstance(part, str) and part != "body"]
+    return _error(422, "validation_error", str(first.get("msg", "invalid request")), names[-1] if names else None)
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def _unsupported(exc: RequestUnsupportedContentType) -> Response:
+    return _error(415, "unsupported_media_type", "unsupported content type", "Content-Type")
+
+
+@app.not_found
+def _not_found(exc: NotFoundError) -> Response:
+    return _error(404, "not_found", "no such route")
+
+
+@app.exception_handler(Exception)
+def _internal(exc: Exception) -> Response:
+    # Ours, not the client's: log the trace (never headers: they hold the key) and say little.
+    logger.exception("unhandled error")
+    return _error(500, "internal_error", "internal error; please retry later")
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def handler(event, context):
+    return app.resolve(event, context)
