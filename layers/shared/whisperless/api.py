@@ -19,7 +19,6 @@ document (completed or failed) once there is one.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import mimetypes
@@ -40,7 +39,7 @@ from .events import AUDIO_EXTENSIONS
 from .jobs import JobStore, ResultStore
 from .options import TranscriptionOptions
 from .settings import Settings
-from .worker import upload_metadata
+from .metadata import upload_metadata
 
 log = logging.getLogger(__name__)
 
@@ -272,16 +271,9 @@ def _name_from_url(url: str) -> str:
 # ------------------------------------------------------------------ metadata
 
 
-def _ascii_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
-    # S3 metadata travels in HTTP headers: printable ASCII only. S3 itself keeps
-    # other values RFC 2047-encoded, so readers decode with email.header either way.
-    return {name: value if value.isascii() and value.isprintable() else f"=?UTF-8?B?{base64.b64encode(value.encode()).decode()}?="
-            for name, value in metadata.items()}
-
-
 def s3_metadata(job_id: str, params: Mapping[str, Any], client_id: str | None) -> dict[str, str]:
     """The object's user metadata; raises ApiError when it cannot fit in S3's 2 KB."""
-    metadata = _ascii_metadata(upload_metadata(job_id, dict(params), client_id))
+    metadata = upload_metadata(job_id, dict(params), client_id)
     size = sum(len("x-amz-meta-" + name) + len(value) for name, value in metadata.items())
     if size > S3_METADATA_LIMIT:
         longest = max(params, key=lambda name: len(str(params[name])))

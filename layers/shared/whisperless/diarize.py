@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy stays out of the API layer, which imports the result types
+    import numpy as np
 
 from .options import TranscriptionOptions
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy stays out of the API layer, which imports the result types
+    import numpy as np
 
 from .errors import InvalidParameter
 from .options import TranscriptionOptions

@@ -26,15 +26,12 @@ from .errors import WhisperlessError
 from .events import ObjectJob, Skip, UrlJob
 from .jobs import JobStore, ResultStore, job_id_for, result_key
 from .options import TranscriptionOptions
+from .metadata import BOOKKEEPING, CALLBACK, JOB_ID, read_metadata, upload_metadata
 from .result import failed_document
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-# User-metadata names the API sets on uploads besides the contract's parameters.
-META_JOB_ID = "jobid"
-META_CLIENT_ID = "clientid"
-META_CALLBACK = "callbackurl"
 
 
 class _Deadline:
@@ -125,8 +122,8 @@ class Transcriber:
             log.warning("object %s/%s is gone; nothing to transcribe", bucket, job["key"])
             return {"status": "skipped", "reason": "object no longer exists", "key": job["key"]}
         key, head = found
-        metadata = {k.lower(): v for k, v in head.get("Metadata", {}).items()}
-        job_id = metadata.get(META_JOB_ID) or job_id_for(bucket, key, job.get("etag"), job.get("version_id"))
+        metadata = read_metadata(head.get("Metadata", {}))
+        job_id = metadata.get(JOB_ID) or job_id_for(bucket, key, job.get("etag"), job.get("version_id"))
         source = {"bucket": bucket, "key": key}
         self.jobs.start(job_id, bucket=bucket, key=key, params=_public_params(metadata))
 
@@ -135,7 +132,7 @@ class Transcriber:
         self.jobs.finish(job_id, status=document["status"], timings=document.get("timings"),
                          error=document.get("error"), duration=document.get("duration"))
         self._record_metrics(document)
-        delivery = self._call_back(metadata.get(META_CALLBACK), job_id, document)
+        delivery = self._call_back(metadata.get(CALLBACK), job_id, document)
         log.info("job %s %s: %s", job_id, document["status"], result_key(key))
         return {"status": document["status"], "jobId": job_id, "resultKey": result_key(key),
                 "callback": delivery}
@@ -200,7 +197,7 @@ class Transcriber:
         self.results.write(bucket, key, document)
         self.jobs.finish(job_id, status="failed", error=document["error"])
         self._record_metrics(document)
-        delivery = self._call_back(metadata.get(META_CALLBACK), job_id, document)
+        delivery = self._call_back(metadata.get(CALLBACK), job_id, document)
         return {"status": "failed", "jobId": job_id, "resultKey": result_key(key), "callback": delivery}
 
     # -- callback and metrics --------------------------------------------------------------
@@ -242,20 +239,7 @@ class Transcriber:
 
 def _public_params(metadata: dict[str, str]) -> dict[str, str]:
     """The job's request parameters as recorded (our own bookkeeping names left out)."""
-    return {k: v for k, v in metadata.items() if k not in (META_JOB_ID, META_CLIENT_ID)}
-
-
-def upload_metadata(job_id: str, params: dict[str, Any], client_id: str | None = None) -> dict[str, str]:
-    """S3 user metadata carrying a job's parameters (S3 lower-cases the names anyway)."""
-    meta = {META_JOB_ID: job_id}
-    if client_id:
-        meta[META_CLIENT_ID] = client_id
-    for name, value in params.items():
-        if value is None or value == "":
-            continue
-        meta[name.lower()] = str(value).lower() if isinstance(value, bool) else str(value)
-    return meta
-
+    return {k: v for k, v in metadata.items() if k not in BOOKKEEPING}
 
 
 # -- plain worker: the same jobs from an SQS queue, outside Lambda (GPU hosts, local stack) --
