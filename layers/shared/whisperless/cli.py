@@ -43,6 +43,12 @@ def _transcribe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    return serve(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="whisperless", description="Serverless speech-to-text, run locally.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
@@ -61,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
                    default=os.environ.get("WHISPERLESS_MODEL", "base"))
     t.add_argument("--format", choices=("json", "srt", "vtt", "txt"), default="json")
     t.set_defaults(run=_transcribe)
+
+    s = commands.add_parser("serve", help="run the whole stack locally: S3/SQS/DynamoDB (moto), the HTTP API, a worker")
+    s.add_argument("--port", type=int, help="API port (default: a free one)")
+    s.add_argument("--api-key", help="API key to accept (default: generated and printed)")
+    s.add_argument("--allow-local-callbacks", action="store_true",
+                   help="let callbackURL and url point at this machine (local testing only)")
+    s.add_argument("--template", help="SAM template to build the stack from (default: the repository's)")
+    s.set_defaults(run=_serve)
     return parser
 
 

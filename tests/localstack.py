@@ -1,0 +1,39 @@
+"""Start the real local stack (`whisperless serve`) as a subprocess on free ports, for tests."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def running_stack(*extra_args: str, model: str = "tiny.en", startup_timeout: float = 120):
+    """Yield the stack's JSON info line; stop it with SIGTERM and check it exited."""
+    env = {**os.environ, "WHISPERLESS_MODEL": model, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "whisperless.cli", "serve", *extra_args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + startup_timeout
+        line = ""
+        while time.monotonic() < deadline and not line:
+            line = proc.stdout.readline()
+            if proc.poll() is not None:
+                raise RuntimeError(f"serve exited: {proc.stderr.read()[-2000:]}")
+        info = json.loads(line)
+        info["process"] = proc
+        yield info
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)  # never leak a stack, even on a failing test
+                proc.wait()
