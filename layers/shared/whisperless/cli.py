@@ -49,6 +49,12 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(args)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from .serve import demo
+
+    return demo(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="whisperless", description="Serverless speech-to-text, run locally.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
@@ -75,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let callbackURL and url point at this machine (local testing only)")
     s.add_argument("--template", help="SAM template to build the stack from (default: the repository's)")
     s.set_defaults(run=_serve)
+
+    d = commands.add_parser("demo", help="the local stack end to end on a bundled real recording, then stop")
+    d.add_argument("--format", choices=("json", "srt", "vtt", "txt"), default="json")
+    d.add_argument("--timeout", type=float, default=600, help="seconds to wait for the result")
+    d.set_defaults(run=_demo)
     return parser
 
 
