@@ -16,6 +16,7 @@ import pytest
 import requests
 from botocore.config import Config
 from moto import mock_aws
+from support import create_tables, wire_bucket_to_queue
 
 from whisperless import apikeys, netguard
 from whisperless.api import Api, ApiError, audio_name, parse_multipart, safe_filename
@@ -97,21 +98,9 @@ def aws(monkeypatch):
         sqs = boto3.client("sqs", region_name=REGION)
         events = boto3.client("events", region_name=REGION)
         dynamodb = boto3.resource("dynamodb", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
         # Wired as template.yaml wires it, so an upload's own job message shows up on the queue.
-        s3.put_bucket_notification_configuration(Bucket=BUCKET,
-                                                 NotificationConfiguration={"EventBridgeConfiguration": {}})
-        queue = sqs.create_queue(QueueName="jobs")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        events.put_rule(Name="audio-uploaded", EventPattern=json.dumps({
-            "source": ["aws.s3"], "detail-type": ["Object Created"],
-            "detail": {"bucket": {"name": [BUCKET]}, "object": {"key": [{"anything-but": {"suffix": ".json"}}]}},
-        }))
-        events.put_targets(Rule="audio-uploaded", Targets=[{"Id": "queue", "Arn": queue_arn}])
-        for table, key in (("jobs", "id"), ("apikeys", "keyHash")):
-            dynamodb.create_table(TableName=table, KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-                                  AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-                                  BillingMode="PAY_PER_REQUEST")
+        queue = wire_bucket_to_queue(s3, sqs, events, BUCKET)
+        create_tables(dynamodb, {"jobs": "id", "apikeys": "keyHash"})
         keys = dynamodb.Table("apikeys")
         apikeys.add_key(keys, KEY_A, "client-a")
         apikeys.add_key(keys, KEY_B, "client-b")

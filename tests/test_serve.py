@@ -11,7 +11,7 @@ import requests
 from standardwebhooks.webhooks import Webhook
 
 from localstack import running_stack
-from test_transcriber import Receiver
+from support import Receiver
 
 SEED_FIELDS = {"fileType": "", "diarization": "", "numSpeakers": "", "initialPrompt": "", "language": "",
                "task": "", "callbackURL": ""}

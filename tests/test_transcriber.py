@@ -4,16 +4,15 @@ done once, bad audio answered with the failed document and no retry storm."""
 from __future__ import annotations
 
 import copy
-import http.server
 import importlib.util
 import json
-import threading
 from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
 from standardwebhooks.webhooks import Webhook
+from support import Receiver, create_tables, wire_bucket_to_queue
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
@@ -50,21 +49,8 @@ def aws(monkeypatch, app_module):
         sqs = boto3.client("sqs", region_name=REGION)
         events = boto3.client("events", region_name=REGION)
         dynamodb = boto3.resource("dynamodb", region_name=REGION)
-        s3.create_bucket(Bucket=BUCKET)
-        # Wired as template.yaml wires it: EventBridge, with results (.json) excluded.
-        s3.put_bucket_notification_configuration(Bucket=BUCKET,
-                                                 NotificationConfiguration={"EventBridgeConfiguration": {}})
-        queue = sqs.create_queue(QueueName="jobs")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        events.put_rule(Name="audio-uploaded", EventPattern=json.dumps({
-            "source": ["aws.s3"], "detail-type": ["Object Created"],
-            "detail": {"bucket": {"name": [BUCKET]}, "object": {"key": [{"anything-but": {"suffix": ".json"}}]}},
-        }))
-        events.put_targets(Rule="audio-uploaded", Targets=[{"Id": "queue", "Arn": queue_arn}])
-        for table, key in (("jobs", "id"), ("idempotency", "id")):
-            dynamodb.create_table(TableName=table, KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-                                  AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-                                  BillingMode="PAY_PER_REQUEST")
+        queue = wire_bucket_to_queue(s3, sqs, events, BUCKET)  # as template.yaml wires it
+        create_tables(dynamodb, {"jobs": "id", "idempotency": "id"})
         from whisperless.engine import Engine
         from whisperless.settings import Settings
         from whisperless.worker import Transcriber
@@ -102,34 +88,6 @@ def clip(tmp_path_factory, sample_wav) -> bytes:
     from conftest import encode
 
     return encode(sample_wav, tmp_path_factory.mktemp("clip") / "clip.mp3", "libmp3lame", seconds=12).read_bytes()
-
-
-class Receiver:
-    """A real HTTP callback receiver on 127.0.0.1 answering a scripted list of statuses."""
-
-    def __init__(self, statuses):
-        self.statuses = list(statuses)
-        self.requests: list[tuple[dict, bytes]] = []
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
 
 
 @pytest.mark.parametrize("key", ["calls/2024/my talk (1).mp3", "réunions/été+hiver 50%.mp3"])

@@ -34,6 +34,9 @@ from .template import ACCOUNT, REGION, LocalTemplate
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[3]
+# Function variables that template.yaml fills from its Parameters.
+PARAMETER_VARIABLES = ("WHISPERLESS_MODEL", "WHISPERLESS_DIARIZATION_MODEL", "DEFAULT_DIARIZATION", "DEFAULT_LANGUAGE",
+                       "DEFAULT_TASK", "MAX_AUDIO_BYTES", "JOB_TTL_DAYS", "RESULT_WAIT_SECONDS")
 WEB_DIR = Path(__file__).resolve().parent / "web"
 
 
@@ -135,9 +138,10 @@ class LocalStack:
             "PYANNOTE_METRICS_ENABLED": "false",
         })
         for name, value in env.items():
-            if name.startswith("WHISPERLESS_") and os.environ.get(name):
-                continue  # the caller's model choice wins over the template's default
-            os.environ[name] = value
+            # What is a deployment parameter in the template may be set by the caller, as
+            # `sam deploy --parameter-overrides` would; everything else is this stack's.
+            if not (name in PARAMETER_VARIABLES and os.environ.get(name)):
+                os.environ[name] = value
         self.api = _load_handler(REPO / "functions" / "api" / "app.py", "whisperless_local_api")
         self.transcriber = _load_handler(REPO / "functions" / "transcriber" / "app.py", "whisperless_local_transcriber")
 
