@@ -4,7 +4,6 @@ client sends. No worker runs here: results are written the way the worker writes
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 import requests
 from botocore.config import Config
 from moto import mock_aws
-from support import create_tables, wire_bucket_to_queue
+from support import create_tables, load_handler, wire_bucket_to_queue
 
 from whisperless import apikeys, netguard
 from whisperless.api import Api, ApiError, audio_name, parse_multipart, safe_filename
@@ -72,10 +71,7 @@ class FakeTime:
 
 @pytest.fixture(scope="module")
 def app_module():
-    spec = importlib.util.spec_from_file_location("api_app", ROOT / "functions/api/app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_handler("functions/api/app.py", "api_app")
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,6 @@ done once, bad audio answered with the failed document and no retry storm."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from standardwebhooks.webhooks import Webhook
-from support import Receiver, create_tables, wire_bucket_to_queue
+from support import Receiver, create_tables, load_handler, wire_bucket_to_queue
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
@@ -32,10 +31,7 @@ class Context:
 
 @pytest.fixture(scope="module")
 def app_module():
-    spec = importlib.util.spec_from_file_location("transcriber_app", ROOT / "functions/transcriber/app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_handler("functions/transcriber/app.py", "transcriber_app")
 
 
 @pytest.fixture
