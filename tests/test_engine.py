@@ -135,3 +135,26 @@ def test_common_codecs_decode_whatever_the_file_is_called(media_dir, sample_wav,
     path = encoded.rename(media_dir / f"encoded-{suffix}.wav")
     audio = decode_audio(path)
     assert abs(audio.size / 16000 - 5.0) < 0.2
+
+
+@pytest.fixture(scope="module")
+def german(media_dir):
+    from bench.synth import say
+
+    path = media_dir / "german.wav"
+    say("Guten Morgen. Das Wetter ist heute sehr schön, und wir gehen am Nachmittag in den Park. "
+        "Morgen fahren wir mit dem Zug nach Berlin.", "de", path, speed=150)
+    return path
+
+
+def test_other_languages_are_detected_and_transcribed(engine, german):
+    doc = engine.run(german)
+    assert doc["language"] == "de"
+    assert {"morgen", "berlin"} <= set(doc["text"].lower().replace("!", " ").replace(".", " ").split())
+
+
+def test_translate_turns_german_speech_into_english(engine, german):
+    from whisperless.options import TranscriptionOptions
+
+    doc = engine.run(german, TranscriptionOptions(task="translate"))
+    assert "good morning" in doc["text"].lower()
