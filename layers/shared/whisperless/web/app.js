@@ -1,0 +1,314 @@
+// The whisperless page: send one file to /v1/transcriptions, follow its status, show the result.
+// Plain DOM code, no build step and nothing fetched from elsewhere (the stack may be offline).
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const KEY_STORAGE = "whisperless.apiKey";
+  const POLL_MS = 1000;
+  const PALETTE = ["#2563eb", "#d9480f", "#2b8a3e", "#ae3ec9", "#c92a2a", "#0c8599", "#e67700", "#5f3dc4"];
+
+  const form = $("form"), keyInput = $("api-key"), fileInput = $("file"), drop = $("drop");
+  const diarization = $("diarization"), numSpeakers = $("num-speakers"), submit = $("submit");
+  const statusLine = $("status"), errorBox = $("error"), player = $("player");
+
+  let audioUrl = null;      // object URL of the chosen file, played by #player
+  let downloadUrl = null;   // object URL of the raw JSON
+  let run = 0;              // bumps on every submit so a stale poll loop stops
+  let words = [];           // [{start, end, el}] in time order, for the playing-word highlight
+
+  // -- the key: the stack prints it; remembered so a reload does not ask again ---------------
+  try { keyInput.value = localStorage.getItem(KEY_STORAGE) || ""; } catch (_) { /* storage disabled */ }
+  keyInput.addEventListener("input", () => {
+    try { localStorage.setItem(KEY_STORAGE, keyInput.value.trim()); } catch (_) { /* storage disabled */ }
+  });
+
+  // -- the file: input or drop ---------------------------------------------------------------
+  function fileChosen() {
+    const file = fileInput.files[0];
+    if (audioUrl) URL.revokeObjectURL(audioUrl);
+    audioUrl = file ? URL.createObjectURL(file) : null;
+    if (audioUrl) player.src = audioUrl; else player.removeAttribute("src");
+    $("file-name").textContent = file ? `${file.name} (${formatSize(file.size)})` : "";
+    drop.classList.toggle("chosen", Boolean(file));
+  }
+  fileInput.addEventListener("change", fileChosen);
+  for (const type of ["dragenter", "dragover"]) {
+    drop.addEventListener(type, (event) => { event.preventDefault(); drop.classList.add("over"); });
+  }
+  for (const type of ["dragleave", "drop"]) {
+    drop.addEventListener(type, () => drop.classList.remove("over"));
+  }
+  drop.addEventListener("drop", (event) => {
+    event.preventDefault();
+    if (!event.dataTransfer.files.length) return;
+    fileInput.files = event.dataTransfer.files;
+    fileChosen();
+  });
+  // A file dropped beside the zone would otherwise replace the page with the file.
+  window.addEventListener("dragover", (event) => event.preventDefault());
+  window.addEventListener("drop", (event) => event.preventDefault());
+
+  // The speaker count only means something with diarization.
+  diarization.addEventListener("change", () => { numSpeakers.disabled = !diarization.checked; });
+  numSpeakers.disabled = !diarization.checked;
+
+  // -- status and errors ---------------------------------------------------------------------
+  function setStatus(text, busy = false) {
+    statusLine.textContent = text;
+    statusLine.classList.toggle("busy", busy);
+  }
+
+  function showError(message, field) {
+    errorBox.textContent = "";
+    if (!message) { errorBox.hidden = true; return; }
+    const strong = document.createElement("strong");
+    strong.textContent = "Error: ";
+    errorBox.append(strong, message);
+    if (field) {
+      const where = document.createElement("span");
+      where.className = "field-name";
+      where.textContent = ` (field: ${field})`;
+      errorBox.append(where);
+    }
+    errorBox.hidden = false;
+    // Point at the form control the API complained about, when the page has one.
+    const control = form.querySelector(`[name="${CSS.escape(field || "")}"]`);
+    if (control && control.type !== "hidden") control.setAttribute("aria-invalid", "true");
+  }
+
+  // The API answers errors as {"error": {code, message, field}}; failed jobs carry the same object.
+  function errorOf(status, body) {
+    if (body && body.error && typeof body.error === "object") {
+      return { message: body.error.message || body.error.code || `HTTP ${status}`, field: body.error.field };
+    }
+    return { message: `the server answered HTTP ${status}` };
+  }
+
+  async function call(url, init) {
+    const response = await fetch(url, init);
+    let body = null;
+    try { body = await response.json(); } catch (_) { /* not JSON: reported by status */ }
+    return { status: response.status, body };
+  }
+
+  // -- submit, then poll ---------------------------------------------------------------------
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const mine = ++run;
+    showError("");
+    for (const el of form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+    const key = keyInput.value.trim();
+    const file = fileInput.files[0];
+    if (!key) { showError("enter the API key that whisperless serve printed", "Authorization"); keyInput.focus(); return; }
+    if (!file) { showError("choose an audio file first", "file"); fileInput.focus(); return; }
+
+    const data = new FormData();
+    data.append("file", file, file.name);
+    data.append("diarization", diarization.checked ? "true" : "false");
+    // Empty means unset in the contract: send only what the user filled in.
+    const optional = { numSpeakers: diarization.checked ? numSpeakers.value : "", language: $("language").value,
+                       task: $("task").value, initialPrompt: $("initial-prompt").value };
+    for (const [name, value] of Object.entries(optional)) {
+      if (value.trim()) data.append(name, value.trim());
+    }
+
+    const started = performance.now();
+    const elapsed = () => `${((performance.now() - started) / 1000).toFixed(0)} s`;
+    const headers = { Authorization: `Bearer ${key}` };
+    submit.disabled = true;
+    setStatus(`Uploading ${file.name}…`, true);
+    try {
+      let { status, body } = await call("/v1/transcriptions", { method: "POST", headers, body: data });
+      while (mine === run && status < 300 && body && isPending(body)) {
+        setStatus(`${capitalize(body.status || "queued")}… ${elapsed()}`, true);
+        await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+        if (mine !== run) return;
+        const url = new URL(body.statusUrl || `/v1/transcriptions/${body.id}`, location.href);
+        ({ status, body } = await call(url, { headers }));
+      }
+      if (mine !== run) return;
+      if (status >= 400 || !body || body.status === "failed") {
+        const { message, field } = errorOf(status, body);
+        setStatus(body && body.status === "failed" ? "Failed." : `Refused (HTTP ${status}).`);
+        showError(message, field);
+        if (body && body.status === "failed") render(body, file);
+        return;
+      }
+      setStatus(`Done in ${((performance.now() - started) / 1000).toFixed(1)} s.`);
+      render(body, file);
+    } catch (err) {
+      if (mine !== run) return;
+      setStatus("Could not reach the server.");
+      showError(`${err.message || err} (is whisperless serve still running?)`);
+    } finally {
+      if (mine === run) submit.disabled = false;
+    }
+  });
+
+  function isPending(body) {
+    return !("segments" in body) && !("error" in body) && body.status !== "completed" && body.status !== "failed";
+  }
+
+  // -- the result ----------------------------------------------------------------------------
+  function render(doc, file) {
+    const segments = Array.isArray(doc.segments) ? doc.segments : [];
+    const colours = speakerColours(doc);
+    const transcript = $("transcript");
+    transcript.textContent = "";
+    words = [];
+
+    for (const segment of segments) {
+      const block = document.createElement("article");
+      block.className = "segment";
+      block.dataset.start = segment.start;
+      const head = document.createElement("div");
+      head.className = "segment-head";
+      if (segment.speaker) {
+        const label = document.createElement("span");
+        label.className = "speaker";
+        label.textContent = segment.speaker;
+        label.style.setProperty("--speaker", colours.get(segment.speaker));
+        block.style.setProperty("--speaker", colours.get(segment.speaker));
+        head.append(label);
+      }
+      // The timestamp is a real button: the keyboard way to play a segment.
+      const time = document.createElement("button");
+      time.type = "button";
+      time.className = "time seek";
+      time.dataset.start = segment.start;
+      time.textContent = `${clock(segment.start)} – ${clock(segment.end)}`;
+      time.setAttribute("aria-label", `Play from ${clock(segment.start)}`);
+      head.append(time);
+
+      const text = document.createElement("p");
+      text.className = "text";
+      const segWords = Array.isArray(segment.words) ? segment.words : [];
+      if (!segWords.length) text.textContent = (segment.text || "").trim();
+      segWords.forEach((word, i) => {
+        const raw = String(word.word ?? "");
+        if (i > 0 && /^\s/.test(raw)) text.append(" ");
+        const span = document.createElement("span");
+        span.className = "word";
+        span.textContent = raw.trim();
+        span.dataset.start = word.start;
+        span.dataset.end = word.end;
+        const p = Number(word.probability);
+        span.title = `${seconds(word.start)} – ${seconds(word.end)}` +
+          (Number.isFinite(p) ? ` · probability ${p.toFixed(2)}` : "") +
+          (word.speaker ? ` · ${word.speaker}` : "");
+        if (Number.isFinite(p) && p < 0.5) span.classList.add("unsure");
+        if (word.speaker && word.speaker !== segment.speaker) {
+          span.classList.add("other-speaker");
+          span.style.setProperty("--speaker", colours.get(word.speaker));
+        }
+        text.append(span);
+        words.push({ start: Number(word.start), end: Number(word.end), el: span });
+      });
+      block.append(head, text);
+      transcript.append(block);
+    }
+    if (!segments.length && doc.status === "completed") {
+      transcript.innerHTML = '<p class="empty">No speech was found.</p>';
+    }
+
+    renderTimeline(doc, colours);
+    $("summary").textContent = summary(doc, colours);
+
+    const json = JSON.stringify(doc, null, 2);
+    $("raw-json").textContent = json;
+    if (downloadUrl) URL.revokeObjectURL(downloadUrl);
+    downloadUrl = URL.createObjectURL(new Blob([json], { type: "application/json" }));
+    const link = $("download");
+    link.href = downloadUrl;
+    link.download = `${file.name}.json`;  // the name the contract gives results next to the audio
+
+    $("result").hidden = false;
+  }
+
+  function speakerColours(doc) {
+    const colours = new Map();
+    const add = (speaker) => {
+      if (speaker && !colours.has(speaker)) colours.set(speaker, PALETTE[colours.size % PALETTE.length]);
+    };
+    for (const turn of doc.diarization || []) add(turn.speaker);
+    for (const segment of doc.segments || []) {
+      add(segment.speaker);
+      for (const word of segment.words || []) add(word.speaker);
+    }
+    return colours;
+  }
+
+  function renderTimeline(doc, colours) {
+    const timeline = $("timeline");
+    timeline.textContent = "";
+    const turns = Array.isArray(doc.diarization) ? doc.diarization : [];
+    const duration = Number(doc.duration) || Math.max(0, ...turns.map((t) => t.stopTime),
+      ...(doc.segments || []).map((s) => s.end));
+    timeline.hidden = !turns.length || !(duration > 0);
+    // One lane per speaker, so overlapping speech shows as overlap rather than a blend.
+    const lanes = [...new Set(turns.map((t) => t.speaker))];
+    timeline.style.setProperty("--lanes", lanes.length || 1);
+    for (const turn of turns) {
+      const bar = document.createElement("span");
+      bar.className = "turn seek";
+      bar.dataset.start = turn.startTime;
+      bar.style.setProperty("--lane", lanes.indexOf(turn.speaker));
+      bar.style.left = `${(100 * turn.startTime) / duration}%`;
+      bar.style.width = `${Math.max(0.3, (100 * (turn.stopTime - turn.startTime)) / duration)}%`;
+      bar.style.background = colours.get(turn.speaker);
+      bar.title = `${turn.speaker}: ${seconds(turn.startTime)} – ${seconds(turn.stopTime)}`;
+      timeline.append(bar);
+    }
+  }
+
+  function summary(doc, colours) {
+    const parts = [];
+    if (doc.language) parts.push(`language ${doc.language}`);
+    if (Number(doc.duration)) parts.push(`${clock(doc.duration)} of audio`);
+    if (colours.size) parts.push(`${colours.size} speaker${colours.size === 1 ? "" : "s"}`);
+    if (doc.model) parts.push(`model ${typeof doc.model === "string" ? doc.model : JSON.stringify(doc.model)}`);
+    return parts.join(" · ");
+  }
+
+  // -- playback: click a word (or a timestamp, or a turn) to play from there ------------------
+  document.addEventListener("click", (event) => {
+    const target = event.target.closest(".word, .seek");
+    if (!target || !audioUrl) return;
+    const start = Number(target.dataset.start);
+    if (!Number.isFinite(start)) return;
+    player.currentTime = start;
+    // Autoplay rules or a codec the browser lacks may refuse; the position is set either way.
+    player.play().catch(() => {});
+  });
+
+  // Highlight the word being played.
+  let playing = null;
+  player.addEventListener("timeupdate", () => {
+    const t = player.currentTime;
+    let lo = 0, hi = words.length - 1, found = null;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (words[mid].start <= t) { found = words[mid]; lo = mid + 1; } else hi = mid - 1;
+    }
+    const el = found && t <= found.end + 0.25 ? found.el : null;
+    if (el === playing) return;
+    if (playing) playing.classList.remove("playing");
+    if (el) el.classList.add("playing");
+    playing = el;
+  });
+
+  // -- formatting ----------------------------------------------------------------------------
+  function clock(value) {
+    const t = Math.max(0, Number(value) || 0);
+    const m = Math.floor(t / 60), s = t - 60 * m;
+    return `${m}:${s.toFixed(1).padStart(4, "0")}`;
+  }
+  function seconds(value) { return `${(Number(value) || 0).toFixed(2)} s`; }
+  function capitalize(text) { return text.charAt(0).toUpperCase() + text.slice(1).replace(/_/g, " "); }
+  function formatSize(bytes) {
+    if (bytes < 1024) return `${bytes} B`;
+    if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(0)} KB`;
+    return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+  }
+})();
