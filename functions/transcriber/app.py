@@ -46,8 +46,17 @@ def handler(event: dict, context) -> dict:
     records = event.get("Records") or []
     if records and records[0].get("eventSource") == "aws:sqs":
         def record_handler(record: SQSRecord) -> list[dict]:
-            logger.append_keys(message_id=record.message_id)
-            return process_message(transcriber(), record.body, context)
+            receives = record.attributes.approximate_receive_count
+            logger.append_keys(message_id=record.message_id, receive_count=receives)
+            try:
+                return process_message(transcriber(), record.body, context)
+            except Exception as exc:
+                # The reason, where operators look: after the queue's maxReceiveCount such a
+                # message moves (unchanged) to the dead-letter queue; the job record has lastError.
+                logger.exception(f"message {record.message_id} failed on receive {receives} "
+                                 f"({type(exc).__name__}: {exc}); it will be redelivered, or moved to the "
+                                 "dead-letter queue after the queue's maxReceiveCount")
+                raise
 
         # A failing message is reported alone; the rest of the batch is not redelivered.
         return process_partial_response(event=event, record_handler=record_handler, processor=processor,

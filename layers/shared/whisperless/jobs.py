@@ -92,6 +92,10 @@ class JobStore:
                 sets[name] = value
         self._update(job_id, sets)
 
+    def record_retry(self, job_id: str, error: dict) -> None:
+        """An attempt failed on our side and the job will be retried: say why."""
+        self._update(job_id, {"status": "retrying", "lastError": {**error, "at": _now()}, "updatedAt": _now()})
+
     def record_callback(self, job_id: str, delivery: dict) -> None:
         self._update(job_id, {"callback": delivery, "updatedAt": _now()})
 

@@ -127,11 +127,13 @@ class Transcriber:
         source = {"bucket": bucket, "key": key}
         self.jobs.start(job_id, bucket=bucket, key=key, params=_public_params(metadata))
 
-        document = self._transcribe_object(job_id, bucket, key, head, metadata, source)
-        self.results.write(bucket, key, document)  # raises on failure: the message comes back
-        self.jobs.finish(job_id, status=document["status"], timings=document.get("timings"),
-                         error=document.get("error"), duration=document.get("duration"))
-        self._record_metrics(document)
+        try:
+            document = self._transcribe_object(job_id, bucket, key, head, metadata, source)
+            self.results.write(bucket, key, document)  # one PUT: all or nothing
+        except Exception as exc:
+            self._record_retry(job_id, exc)
+            raise  # the message comes back (and after the queue's max receives, goes to the DLQ)
+        self._finish(job_id, document)
         delivery = self._call_back(metadata.get(CALLBACK), job_id, document)
         log.info("job %s %s: %s", job_id, document["status"], result_key(key))
         return {"status": document["status"], "jobId": job_id, "resultKey": result_key(key),
@@ -176,17 +178,21 @@ class Transcriber:
         bucket, key, job_id = job["bucket"], job["key"], job["job_id"]
         params = job["params"]
         metadata = upload_metadata(job_id, params)
-        with tempfile.TemporaryDirectory(prefix="whisperless-") as tmp:
-            local = Path(tmp) / "download"
-            try:
-                netguard.download(job["url"], local, max_bytes=self.settings.max_audio_bytes, field="url",
-                                  allow_loopback=self.settings.allow_local_callbacks)
-            except (netguard.UnsafeURL, netguard.DownloadFailed, netguard.ResponseTooLarge) as exc:
-                if getattr(exc, "permanent", True):
-                    return self._fail_without_audio(job_id, bucket, key, exc, metadata, {"url": job["url"]})
-                raise
-            self.s3.upload_file(str(local), bucket, key, ExtraArgs={"Metadata": metadata})
-        head = self.s3.head_object(Bucket=bucket, Key=key)
+        try:
+            with tempfile.TemporaryDirectory(prefix="whisperless-") as tmp:
+                local = Path(tmp) / "download"
+                try:
+                    netguard.download(job["url"], local, max_bytes=self.settings.max_audio_bytes, field="url",
+                                      allow_loopback=self.settings.allow_local_callbacks)
+                except (netguard.UnsafeURL, netguard.DownloadFailed, netguard.ResponseTooLarge) as exc:
+                    if getattr(exc, "permanent", True):
+                        return self._fail_without_audio(job_id, bucket, key, exc, metadata, {"url": job["url"]})
+                    raise
+                self.s3.upload_file(str(local), bucket, key, ExtraArgs={"Metadata": metadata})
+            head = self.s3.head_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            self._record_retry(job_id, exc)
+            raise
         # The upload also raises an S3 event for this object; both paths share this
         # idempotency key, so whichever comes second is a no-op.
         return self.handle(ObjectJob(bucket=bucket, key=key, etag=head["ETag"].strip('"'),
@@ -195,10 +201,32 @@ class Transcriber:
     def _fail_without_audio(self, job_id, bucket, key, exc, metadata, source) -> dict:
         document = failed_document(job_id, exc, source)
         self.results.write(bucket, key, document)
-        self.jobs.finish(job_id, status="failed", error=document["error"])
-        self._record_metrics(document)
+        self._finish(job_id, document)
         delivery = self._call_back(metadata.get(CALLBACK), job_id, document)
         return {"status": "failed", "jobId": job_id, "resultKey": result_key(key), "callback": delivery}
+
+    # -- job record ------------------------------------------------------------------------
+    def _finish(self, job_id: str, document: dict) -> None:
+        """Record the outcome. The result is already written, so a failure here must not
+        make the message come back and the job run (and write, and call back) again:
+        the result document is what the API and clients read first."""
+        try:
+            self.jobs.finish(job_id, status=document["status"], timings=document.get("timings"),
+                             error=document.get("error"), duration=document.get("duration"))
+        except Exception:  # noqa: BLE001
+            log.exception("job %s: result written, but the job record could not be updated", job_id)
+        self._record_metrics(document)
+
+    def _record_retry(self, job_id: str, exc: BaseException) -> None:
+        """Why this attempt failed, on the job record (best effort: DynamoDB may be what failed)."""
+        reason = error_summary(exc)
+        log.error("job %s: attempt failed (%s: %s); the message will be redelivered",
+                  job_id, reason["code"], reason["message"])
+        try:
+            self.jobs.record_retry(job_id, reason)
+        except Exception as record_exc:  # noqa: BLE001
+            log.error("job %s: could not record the failure on the job record: %s", job_id,
+                      error_summary(record_exc)["message"])
 
     # -- callback and metrics --------------------------------------------------------------
     def _call_back(self, url: str | None, job_id: str, document: dict) -> dict | None:
@@ -235,6 +263,13 @@ class Transcriber:
             self.metrics.add_metric(name="RealTimeFactor", unit=MetricUnit.Count, value=duration / timings["total"])
         for stage, seconds in timings.items():
             self.metrics.add_metric(name=f"Stage_{stage}", unit=MetricUnit.Seconds, value=seconds)
+
+
+def error_summary(exc: BaseException) -> dict[str, str]:
+    """{code, message} for an infrastructure failure: the AWS error code when there is one."""
+    response = getattr(exc, "response", None)
+    code = (response or {}).get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return {"code": str(code or type(exc).__name__), "message": str(exc)[:500] or type(exc).__name__}
 
 
 def _public_params(metadata: dict[str, str]) -> dict[str, str]:
