@@ -14,7 +14,7 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from whisperless.events import jobs_from_payload
+from whisperless.events import InvalidEvent, jobs_from_payload
 from whisperless.settings import settings
 from whisperless.worker import Transcriber, process_message
 
@@ -43,8 +43,9 @@ def transcriber() -> Transcriber:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def handler(event: dict, context) -> dict:
-    records = event.get("Records") or []
-    if records and records[0].get("eventSource") == "aws:sqs":
+    records = event.get("Records") if isinstance(event, dict) else None
+    if isinstance(records, list) and records and isinstance(records[0], dict) \
+            and records[0].get("eventSource") == "aws:sqs":
         def record_handler(record: SQSRecord) -> list[dict]:
             receives = record.attributes.approximate_receive_count
             logger.append_keys(message_id=record.message_id, receive_count=receives)
@@ -61,5 +62,11 @@ def handler(event: dict, context) -> dict:
         # A failing message is reported alone; the rest of the batch is not redelivered.
         return process_partial_response(event=event, record_handler=record_handler, processor=processor,
                                         context=context)
-    # Direct S3 notification or EventBridge event: an exception makes Lambda retry it.
-    return {"results": [transcriber().handle(job, context) for job in jobs_from_payload(event)]}
+    # Direct S3 notification or EventBridge event: an exception makes Lambda retry it, which
+    # helps an infrastructure failure but never a malformed event: that is logged and skipped.
+    try:
+        jobs = jobs_from_payload(event)
+    except InvalidEvent as exc:
+        logger.error(f"skipping a malformed event: {exc.message}")
+        return {"results": [{"status": "skipped", "reason": exc.message}]}
+    return {"results": [transcriber().handle(job, context) for job in jobs]}

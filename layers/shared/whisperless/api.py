@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import mimetypes
 import os
 import re
@@ -163,6 +164,8 @@ def parse_json(body: bytes) -> dict[str, Any]:
         value = json.loads(body)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}", field="body") from None
+    except RecursionError:  # "[[[[..." deeper than the parser goes: not a request anyone means
+        raise ApiError(400, "invalid_json", "the JSON body is nested too deeply", field="body") from None
     if not isinstance(value, dict):
         raise ApiError(400, "invalid_json", "the JSON body must be an object", field="body")
     return value
@@ -184,7 +187,10 @@ def parse_multipart(body: bytes, content_type: str) -> tuple[dict[str, str], Upl
         head = f"Content-Type: {content_type}\r\n\r\n".encode("ascii")
     except UnicodeEncodeError:
         raise ApiError(400, "invalid_body", "the Content-Type header is not ASCII", field="Content-Type") from None
-    message = BytesParser(policy=HTTP).parsebytes(head + body)
+    try:
+        message = BytesParser(policy=HTTP).parsebytes(head + body)
+    except RecursionError:  # parts nested inside parts, thousands deep: no form looks like that
+        raise ApiError(400, "invalid_body", "the multipart/form-data body is nested too deeply", field="body") from None
     if not message.is_multipart() or message.defects:
         raise ApiError(400, "invalid_body", "the multipart/form-data body is malformed", field="body")
     fields: dict[str, str] = {}
@@ -223,8 +229,20 @@ def contract_params(fields: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(value, (str, bool, int, float)):
             raise ApiError(400, "invalid_parameter", f"{canonical} must be a string, number or boolean",
                            field=canonical)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not _storable(value):
+            # NaN, Infinity (Python's JSON reads them) and numbers beyond DynamoDB's range would
+            # fail only when the job is stored: refuse them here, naming the field.
+            raise ApiError(400, "invalid_parameter", f"{canonical} is not a usable number: {value!r:.40}",
+                           field=canonical)
         params[canonical] = value
     return params
+
+
+def _storable(number: int | float) -> bool:
+    """Finite and within what a DynamoDB number holds (38 significant digits, |x| < 1e126)."""
+    if isinstance(number, float):
+        return math.isfinite(number) and (number == 0 or 1e-128 < abs(number) < 1e125)
+    return abs(number) < 10**38
 
 
 def _field(fields: Mapping[str, Any], name: str) -> Any:

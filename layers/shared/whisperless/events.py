@@ -70,9 +70,12 @@ def object_job(bucket: str, key: str, etag: str | None = None, version_id: str |
     dot = key.rfind(".")
     if dot <= key.rfind("/") or key[dot:].lower() not in AUDIO_EXTENSIONS:
         return Skip("not an audio file extension", key)
-    # Unversioned buckets report version "null" in some events and none in others.
-    version_id = None if version_id in (None, "", "null") else version_id
-    return ObjectJob(bucket=bucket, key=key, etag=(etag or "").strip('"') or None, version_id=version_id, size=size)
+    # Unversioned buckets report version "null" in some events and none in others. Fields of
+    # the wrong type (only a malformed event has them) count as absent rather than crash.
+    version_id = version_id if isinstance(version_id, str) and version_id not in ("", "null") else None
+    etag = etag.strip('"') or None if isinstance(etag, str) else None
+    size = size if isinstance(size, int) and not isinstance(size, bool) else None
+    return ObjectJob(bucket=bucket, key=key, etag=etag, version_id=version_id, size=size)
 
 
 def _require(mapping: Any, *path: str) -> Any:

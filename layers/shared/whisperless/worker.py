@@ -110,6 +110,12 @@ class Transcriber:
         if isinstance(job, Skip):
             log.info("skipped %s: %s", job.key or "event", job.reason)
             return {"status": "skipped", "reason": job.reason, "key": job.key}
+        if self.settings.bucket and job.bucket != self.settings.bucket:
+            # We may read and write only the deployment's bucket: anything else could never
+            # succeed, and retrying it would only walk the message to the dead-letter queue.
+            reason = f"bucket {job.bucket!r} is not this deployment's bucket"
+            log.error("skipped %s: %s", job.key, reason)
+            return {"status": "skipped", "reason": reason, "key": job.key}
         config, runner = self._url_runner if isinstance(job, UrlJob) else self._object_runner
         config.register_lambda_context(context or _Deadline(float(os.environ.get("WORKER_JOB_SECONDS", "900"))))
         return runner(job=asdict(job))
