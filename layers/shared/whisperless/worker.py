@@ -47,7 +47,8 @@ class _Deadline:
 
 class Transcriber:
     def __init__(self, *, s3, dynamodb, settings: Settings, engine=None, metrics=None,
-                 callback_sleep: Callable[[float], None] = time.sleep):
+                 callback_sleep: Callable[[float], None] = time.sleep,
+                 callback_timeout: tuple[float, float] = (5, 15)):
         self.s3 = s3
         self.settings = settings
         self.jobs = JobStore(dynamodb.Table(settings.jobs_table), ttl_days=settings.job_ttl_days)
@@ -62,6 +63,7 @@ class Transcriber:
         self._engine = engine
         self.metrics = metrics
         self.callback_sleep = callback_sleep
+        self.callback_timeout = callback_timeout  # (connect, read) seconds per attempt
         self._object_runner = self._idempotent(self._process_object, "[bucket, key, etag, version_id]", "object")
         self._url_runner = self._idempotent(self._process_url, "job_id", "url")
 
@@ -246,7 +248,7 @@ class Transcriber:
         else:
             outcome = deliver(url, document, secret=self.webhook_secret, msg_id=job_id,
                               allow_loopback=self.settings.allow_local_callbacks,
-                              sleep=self.callback_sleep).to_dict()
+                              sleep=self.callback_sleep, timeout=self.callback_timeout).to_dict()
         try:
             self.jobs.record_callback(job_id, outcome)
         except Exception:  # noqa: BLE001 - the result is written; a lost record must not redo the job
