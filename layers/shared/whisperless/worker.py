@@ -299,17 +299,35 @@ def process_message(transcriber: Transcriber, body: str, context: Any = None) ->
     return [transcriber.handle(job, context) for job in jobs]
 
 
+def job_seconds(sqs, queue_url: str) -> float:
+    """How long one job may hold its idempotency lock: the queue's visibility timeout (the
+    message comes back then anyway, so a lock that outlived it would bounce every
+    redelivery of a crashed worker's job into the dead-letter queue), or less when
+    ``WORKER_JOB_SECONDS`` says so."""
+    try:
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"])
+        visibility = float(attributes["Attributes"]["VisibilityTimeout"])
+    except Exception:  # noqa: BLE001 - no permission to read attributes: keep the old default
+        log.warning("cannot read the queue's visibility timeout; assuming 900 s")
+        visibility = 900.0
+    configured = os.environ.get("WORKER_JOB_SECONDS")
+    return min(visibility, float(configured)) if configured else visibility
+
+
 def run_worker(transcriber: Transcriber, sqs, queue_url: str, *, stop: Callable[[], bool] = lambda: False,
                wait_seconds: int = 10, once: bool = False) -> None:
     """Long-poll ``queue_url``; delete a message only after all its jobs are done."""
+    seconds = job_seconds(sqs, queue_url)
     while not stop():
         reply = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=wait_seconds,
                                     AttributeNames=["ApproximateReceiveCount"])
         for message in reply.get("Messages", []):
             try:
-                process_message(transcriber, message["Body"])
+                process_message(transcriber, message["Body"], _Deadline(seconds))
             except Exception:  # noqa: BLE001 - left on the queue: it comes back after the visibility timeout
-                log.exception("message %s failed; it will be redelivered", message.get("MessageId"))
+                receives = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
+                log.exception("message %s failed on receive %s; it will be redelivered, or moved to the "
+                              "dead-letter queue after the queue's maxReceiveCount", message.get("MessageId"), receives)
                 continue
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
         if once:
