@@ -143,6 +143,7 @@ class LocalStack:
             if not (name in PARAMETER_VARIABLES and os.environ.get(name)):
                 os.environ[name] = value
         self.api = _load_handler(REPO / "functions" / "api" / "app.py", "whisperless_local_api")
+        self.api_turns = _OneRequestAtATime(self.api)
         self.transcriber = _load_handler(REPO / "functions" / "transcriber" / "app.py", "whisperless_local_transcriber")
 
     def _create_api_key(self) -> None:
@@ -224,7 +225,7 @@ class LocalStack:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 event = stack.api_event(method, parts.path, parts.query, dict(self.headers.items()), body)
-                reply = stack.api.handler(event, LambdaContext("ApiFunction", 29))
+                reply = stack.api_turns.handle(event, LambdaContext("ApiFunction", 29))
                 payload = reply.get("body") or ""
                 data = base64.b64decode(payload) if reply.get("isBase64Encoded") else payload.encode()
                 self.send_response(int(reply.get("statusCode", 200)))
@@ -266,7 +267,7 @@ class LocalStack:
             def log_message(self, fmt, *args):
                 log.debug("api: " + fmt, *args)
 
-        return http.server.ThreadingHTTPServer((self.host, self.api_port), Handler)
+        return _Server((self.host, self.api_port), Handler)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> dict:
@@ -292,6 +293,48 @@ class LocalStack:
         for thread in self._threads:
             thread.join(timeout=30)
         self.moto.stop()
+
+
+class _OneRequestAtATime:
+    """The API handler for concurrent HTTP requests in one process.
+
+    Powertools' resolver keeps the request being handled in class attributes
+    (``BaseRouter.current_event``, ``lambda_context``) and in the app's ``context`` dict:
+    in Lambda one execution environment serves one request at a time, but threads would
+    read each other's request (another client's body, key or job). So requests take
+    turns; the API's one long pause, waiting for a result, hands the turn on and takes
+    its own request state back when it resumes."""
+
+    def __init__(self, module: ModuleType):
+        self.module = module
+        self.lock = threading.RLock()
+        module.service().sleep = self.sleep
+
+    def handle(self, event: dict, context) -> dict:
+        with self.lock:
+            return self.module.handler(event, context)
+
+    def sleep(self, seconds: float) -> None:
+        from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
+
+        app, logger = self.module.app, self.module.logger
+        saved = (BaseRouter.current_event, BaseRouter.lambda_context, dict(app.context),
+                 logger.get_correlation_id())
+        self.lock.release()
+        try:
+            time.sleep(seconds)
+        finally:
+            self.lock.acquire()
+            BaseRouter.current_event, BaseRouter.lambda_context = saved[0], saved[1]
+            app.context.clear()
+            app.context.update(saved[2])
+            logger.set_correlation_id(saved[3])
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of clients (100 at once in the
+    # load test) then sees connections reset. API Gateway queues far more than that.
+    request_queue_size = socket.SOMAXCONN
 
 
 _ROUTES = (("POST", "/v1/transcriptions"), ("GET", "/v1/transcriptions/{id}"), ("POST", "/v1/uploads"),
