@@ -144,6 +144,12 @@ class LocalStack:
                 os.environ[name] = value
         self.api = _load_handler(REPO / "functions" / "api" / "app.py", "whisperless_local_api")
         self.api_turns = _OneRequestAtATime(self.api)
+        # Presigned uploads must point at the local S3, not at AWS's regional endpoint.
+        import boto3
+        from botocore.config import Config
+
+        self.api.service().presign_s3 = boto3.client(
+            "s3", endpoint_url=self.endpoint, config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
         self.transcriber = _load_handler(REPO / "functions" / "transcriber" / "app.py", "whisperless_local_transcriber")
 
     def _create_api_key(self) -> None:
