@@ -319,3 +319,37 @@ def test_a_duplicate_storm_is_done_once(aws, clip, result_writes, monkeypatch):
 
 def _etag(obj: dict) -> str:
     return obj.get("etag") or obj.get("eTag")
+
+
+# ------------------------------------------------------------------ the API with its stores down
+
+
+@pytest.mark.parametrize("down", ["dynamodb", "s3", "sqs"])
+def test_the_api_with_a_store_down_answers_a_clear_5xx_and_queues_nothing(aws, monkeypatch, down):
+    import requests
+
+    from test_reliability_common import API_BASE, KEY_A, Answer, to_event
+    from whisperless import apikeys
+    from whisperless.api import Api
+    from whisperless.settings import Settings
+
+    dynamodb = boto3.resource("dynamodb", region_name=REGION)
+    apikeys.add_key(dynamodb.Table("apikeys"), KEY_A, "client-a")
+    module = load_handler("api", "reliability_faults_api_app")
+    api = Api(Settings(bucket=BUCKET, jobs_table="jobs", api_keys_table="apikeys", queue_url=aws["queue"],
+                       result_wait_seconds=0), s3=aws["s3"], dynamodb=dynamodb, sqs=aws["sqs"])
+    module._service = api
+    broken = {"dynamodb": (api.jobs.table.meta.client, "put_item"), "s3": (aws["s3"], "put_object"),
+              "sqs": (aws["sqs"], "send_message")}[down]
+    monkeypatch.setattr(*broken, lambda *a, **k: (_ for _ in ()).throw(aws_error("ServiceUnavailable", down)))
+    kwargs = {"json": {"url": "https://media.example.com/a.wav"}} if down == "sqs" else \
+        {"data": {"language": "en"}, "files": {"file": ("a.wav", wav_bytes())}}
+    prepared = requests.Request("POST", API_BASE + "/v1/transcriptions",
+                                headers={"Authorization": f"Bearer {KEY_A}"}, **kwargs).prepare()
+    monkeypatch.setattr("whisperless.netguard.resolver", lambda host, port: ["93.184.216.34"])
+    answer = Answer(module.handler(to_event(prepared), Context("ApiFunction", 29_000)))
+    assert answer.status == 500
+    assert answer.json == {"error": {"code": "internal_error", "message": "internal error; please retry later"}}
+    # Nothing that would run a job the client was told failed: no audio stored, nothing queued.
+    assert aws["s3"].list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
+    assert receive(aws["sqs"], aws["queue"]) == []
