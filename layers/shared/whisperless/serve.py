@@ -231,7 +231,9 @@ class LocalStack:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 event = stack.api_event(method, parts.path, parts.query, dict(self.headers.items()), body)
-                reply = stack.api_turns.handle(event, LambdaContext("ApiFunction", 29))
+                # The deployed function has 29 s (API Gateway's limit); locally the wait is the configured one.
+                timeout = max(29.0, float(os.environ.get("RESULT_WAIT_SECONDS", "25")) + 4)
+                reply = stack.api_turns.handle(event, LambdaContext("ApiFunction", timeout))
                 payload = reply.get("body") or ""
                 data = base64.b64decode(payload) if reply.get("isBase64Encoded") else payload.encode()
                 self.send_response(int(reply.get("statusCode", 200)))
