@@ -158,8 +158,9 @@ def test_an_oversized_upload_is_answered_not_retried(aws, mp3):
 
 def test_a_message_that_keeps_failing_lands_in_the_dlq_with_its_reason(monkeypatch, app_module, mp3, caplog):
     """maxReceiveCount 3, as template.yaml. S3 refuses every download (an infrastructure
-    fault: retried, never answered as bad input). After the third failed receive the
-    queue moves the message, unchanged, to the DLQ; the job record says why."""
+    fault: retried, never answered as bad input). The third receive writes a
+    retries_exhausted document; the queue then moves the message, unchanged, to the DLQ;
+    the job record says why."""
     mock, aws = _stack(monkeypatch, app_module, visibility=1)
     try:
         transcriber = aws["transcriber"]
@@ -188,11 +189,14 @@ def test_a_message_that_keeps_failing_lands_in_the_dlq_with_its_reason(monkeypat
         (dead,) = receive(aws["sqs"], aws["dlq"])
         body = json.loads(dead["Body"])
         assert body["detail"]["object"]["key"] == "dlq/a.mp3"  # the original event, unchanged
-        assert result(aws["s3"], "dlq/a.mp3") is None  # nothing half-written, no false failure document
+        # The user is told on the last delivery: a failed document that says retries ran out.
+        document = result(aws["s3"], "dlq/a.mp3")
+        assert document["status"] == "failed" and document["error"]["code"] == "retries_exhausted"
+        assert "InternalError" in document["error"]["message"]
 
         # "With its reason": the job record names the error and counts the attempts ...
         (job,) = aws["jobs"].scan()["Items"]
-        assert job["status"] == "retrying" and int(job["attempts"]) == 3
+        assert job["status"] == "failed" and int(job["attempts"]) == 3
         assert job["lastError"]["code"] == "InternalError"
         assert "internal error" in job["lastError"]["message"]
         # ... and the log has one ERROR line per failed receive: message id, receive count, error.

@@ -205,7 +205,13 @@ def test_dead_letter_queue(translated):
     res = translated["Resources"]
     redrive = res["JobQueue"]["Properties"]["RedrivePolicy"]
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["JobDeadLetterQueue", "Arn"]}
-    assert redrive["maxReceiveCount"] == 3
+    # One number for the queue and the transcriber (which answers the last delivery itself).
+    assert redrive["maxReceiveCount"] == {"Ref": "JobMaxReceiveCount"}
+    assert translated["Parameters"]["JobMaxReceiveCount"]["Default"] == 3
+    for name in ("TranscriberFunction", "GpuTranscriberFunction"):
+        if name in res:
+            variables = res[name]["Properties"]["Environment"]["Variables"]
+            assert variables["MAX_RECEIVE_COUNT"] == {"Ref": "JobMaxReceiveCount"}, name
     assert res["JobDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
     for name in ("JobQueue", "JobDeadLetterQueue"):
         assert res[name]["Properties"].get("SqsManagedSseEnabled") or res[name]["Properties"].get("KmsMasterKeyId")

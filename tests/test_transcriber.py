@@ -208,3 +208,32 @@ def test_infrastructure_failure_reports_the_message_for_redelivery(aws, clip):
     reply = _invoke(aws, event)
     assert reply == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
     assert "Contents" not in aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix="infra/a.mp3.json")
+
+
+def _job_message_event(job_id: str, url: str, receive_count: int) -> dict:
+    body = {"jobId": job_id, "bucket": BUCKET, "key": f"uploads/{job_id}/talk.mp3", "url": url,
+            "params": {"callbackURL": ""}}
+    return {"Records": [{"messageId": f"m-{job_id}-{receive_count}", "receiptHandle": "r", "body": json.dumps(body),
+                         "attributes": {"ApproximateReceiveCount": str(receive_count)}, "messageAttributes": {},
+                         "md5OfBody": "", "eventSource": "aws:sqs",
+                         "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:jobs", "awsRegion": REGION}]}
+
+
+def test_a_passing_failure_is_retried_then_answered_on_the_last_delivery(aws):
+    """An audio URL that keeps answering 503: redelivered; the queue's last receive writes the
+    failed document (and calls back) before the message moves to the DLQ."""
+    source = Receiver([503])  # the "audio server", down
+    try:
+        first = _invoke(aws, _job_message_event("j-flaky", source.url, receive_count=1))
+        assert first == {"batchItemFailures": [{"itemIdentifier": "m-j-flaky-1"}]}
+        assert "Contents" not in aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix="uploads/j-flaky/")
+        last = _invoke(aws, _job_message_event("j-flaky", source.url, receive_count=3))
+        # Still reported failed, so the queue moves it to the DLQ (a redrive can retry it) ...
+        assert last == {"batchItemFailures": [{"itemIdentifier": "m-j-flaky-3"}]}
+        # ... but the user is told now.
+        doc = _result(aws, "uploads/j-flaky/talk.mp3")
+        assert doc["status"] == "failed" and doc["error"]["code"] == "retries_exhausted"
+        assert "3 attempts" in doc["error"]["message"]
+        assert aws["jobs"].get_item(Key={"id": "j-flaky"})["Item"]["status"] == "failed"
+    finally:
+        source.close()

@@ -50,7 +50,7 @@ def handler(event: dict, context) -> dict:
             receives = record.attributes.approximate_receive_count
             logger.append_keys(message_id=record.message_id, receive_count=receives)
             try:
-                return process_message(transcriber(), record.body, context)
+                return process_message(transcriber(), record.body, context, int(receives or 1))
             except Exception as exc:
                 # The reason, where operators look: after the queue's maxReceiveCount such a
                 # message moves (unchanged) to the dead-letter queue; the job record has lastError.

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[3]
 # Function variables that template.yaml fills from its Parameters.
 PARAMETER_VARIABLES = ("WHISPERLESS_MODEL", "WHISPERLESS_DIARIZATION_MODEL", "DEFAULT_DIARIZATION", "DEFAULT_LANGUAGE",
+                       "MAX_RECEIVE_COUNT",
                        "DEFAULT_TASK", "MAX_AUDIO_BYTES", "JOB_TTL_DAYS", "RESULT_WAIT_SECONDS")
 WEB_DIR = Path(__file__).resolve().parent / "web"
 

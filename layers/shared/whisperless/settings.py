@@ -21,6 +21,9 @@ class Settings:
     webhook_secret: str = ""  # local runs; deployments use webhook_secret_arn
     webhook_secret_arn: str = ""
     max_audio_bytes: int = 2 * 1024**3
+    # The job queue's maxReceiveCount: on that receive a job that still fails for a passing
+    # reason is answered with a failed document instead of going silently to the DLQ.
+    max_receive_count: int = 3
     allow_local_callbacks: bool = False  # loopback callbacks/urls: an explicit local-only setting
     job_ttl_days: int = 30
     result_wait_seconds: float = 25.0
@@ -44,6 +47,7 @@ class Settings:
             webhook_secret=env.get("WEBHOOK_SECRET", ""),
             webhook_secret_arn=env.get("WEBHOOK_SECRET_ARN", ""),
             max_audio_bytes=int(env.get("MAX_AUDIO_BYTES", str(2 * 1024**3))),
+            max_receive_count=int(env.get("MAX_RECEIVE_COUNT", "3")),
             allow_local_callbacks=_flag("ALLOW_LOCAL_CALLBACKS"),
             job_ttl_days=int(env.get("JOB_TTL_DAYS", "30")),
             result_wait_seconds=float(env.get("RESULT_WAIT_SECONDS", "25")),

@@ -107,8 +107,9 @@ class Transcriber:
         return ""
 
     # -- entry ---------------------------------------------------------------------------
-    def handle(self, job: ObjectJob | UrlJob | Skip, context: Any = None) -> dict:
-        """Run one job. ``context``: the Lambda context, or None for the plain worker."""
+    def handle(self, job: ObjectJob | UrlJob | Skip, context: Any = None, receive_count: int | None = None) -> dict:
+        """Run one job. ``context``: the Lambda context, or None for the plain worker.
+        ``receive_count``: how often the queue has delivered this message (None: not from a queue)."""
         if isinstance(job, Skip):
             log.info("skipped %s: %s", job.key or "event", job.reason)
             return {"status": "skipped", "reason": job.reason, "key": job.key}
@@ -120,7 +121,9 @@ class Transcriber:
             return {"status": "skipped", "reason": reason, "key": job.key}
         config, runner = self._url_runner if isinstance(job, UrlJob) else self._object_runner
         config.register_lambda_context(context or _Deadline(float(os.environ.get("WORKER_JOB_SECONDS", "900"))))
-        return runner(job=asdict(job))
+        final = receive_count is not None and receive_count >= self.settings.max_receive_count
+        # The flag rides along in the payload; the idempotency key is built from the job fields only.
+        return runner(job={**asdict(job), "final_attempt": final})
 
     # -- S3 object -----------------------------------------------------------------------
     def _process_object(self, job: dict) -> dict:
@@ -140,7 +143,9 @@ class Transcriber:
             self.results.write(bucket, key, document)  # one PUT: all or nothing
         except Exception as exc:
             self._record_retry(job_id, exc)
-            raise  # the message comes back (and after the queue's max receives, goes to the DLQ)
+            if job.get("final_attempt"):
+                self._give_up(job_id, bucket, key, exc, metadata.get(CALLBACK), source)
+            raise  # the message comes back, or after its last delivery moves to the DLQ
         self._finish(job_id, document)
         delivery = self._call_back(metadata.get(CALLBACK), job_id, document)
         log.info("job %s %s: %s", job_id, document["status"], result_key(key))
@@ -200,6 +205,8 @@ class Transcriber:
             head = self.s3.head_object(Bucket=bucket, Key=key)
         except Exception as exc:
             self._record_retry(job_id, exc)
+            if job.get("final_attempt"):
+                self._give_up(job_id, bucket, key, exc, metadata.get(CALLBACK), {"url": job["url"]})
             raise
         # The upload also raises an S3 event for this object; both paths share this
         # idempotency key, so whichever comes second is a no-op.
@@ -212,6 +219,19 @@ class Transcriber:
         self._finish(job_id, document)
         delivery = self._call_back(metadata.get(CALLBACK), job_id, document)
         return {"status": "failed", "jobId": job_id, "resultKey": result_key(key), "callback": delivery}
+
+    def _give_up(self, job_id, bucket, key, exc, callback_url, source) -> None:
+        """The last delivery failed too: tell the user (failed document, callback) before the
+        message moves to the dead-letter queue. A redrive from there redoes the job and
+        replaces the document. Best effort: what failed may be S3 itself."""
+        document = failed_document(job_id, GaveUp(exc, self.settings.max_receive_count), source)
+        try:
+            self.results.write(bucket, key, document)
+        except Exception:  # noqa: BLE001
+            log.exception("job %s: could not write the failed document; the DLQ holds the message", job_id)
+            return
+        self._finish(job_id, document)
+        self._call_back(callback_url, job_id, document)
 
     # -- job record ------------------------------------------------------------------------
     def _finish(self, job_id: str, document: dict) -> None:
@@ -273,6 +293,16 @@ class Transcriber:
             self.metrics.add_metric(name=f"Stage_{stage}", unit=MetricUnit.Seconds, value=seconds)
 
 
+class GaveUp(WhisperlessError):
+    """A passing failure that outlasted the queue's redeliveries."""
+
+    code = "retries_exhausted"
+
+    def __init__(self, cause: BaseException, attempts: int):
+        summary = error_summary(cause)
+        super().__init__(f"gave up after {attempts} attempts; last error: {summary['code']}: {summary['message']}")
+
+
 def error_summary(exc: BaseException) -> dict[str, str]:
     """{code, message} for an infrastructure failure: the AWS error code when there is one."""
     response = getattr(exc, "response", None)
@@ -286,7 +316,8 @@ def _public_params(metadata: dict[str, str]) -> dict[str, str]:
 
 
 # -- plain worker: the same jobs from an SQS queue, outside Lambda (GPU hosts, local stack) --
-def process_message(transcriber: Transcriber, body: str, context: Any = None) -> list[dict]:
+def process_message(transcriber: Transcriber, body: str, context: Any = None,
+                    receive_count: int | None = None) -> list[dict]:
     """All jobs in one queue message; raises when the message must come back."""
     from .events import InvalidEvent, jobs_from_sqs_body
 
@@ -296,7 +327,7 @@ def process_message(transcriber: Transcriber, body: str, context: Any = None) ->
         # Malformed messages can never succeed: log and drop them rather than loop.
         log.error("dropping malformed message: %s", exc.message)
         return [{"status": "skipped", "reason": exc.message}]
-    return [transcriber.handle(job, context) for job in jobs]
+    return [transcriber.handle(job, context, receive_count) for job in jobs]
 
 
 def job_seconds(sqs, queue_url: str) -> float:
@@ -323,7 +354,8 @@ def run_worker(transcriber: Transcriber, sqs, queue_url: str, *, stop: Callable[
                                     AttributeNames=["ApproximateReceiveCount"])
         for message in reply.get("Messages", []):
             try:
-                process_message(transcriber, message["Body"], _Deadline(seconds))
+                process_message(transcriber, message["Body"], _Deadline(seconds),
+                                int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)))
             except Exception:  # noqa: BLE001 - left on the queue: it comes back after the visibility timeout
                 receives = message.get("Attributes", {}).get("ApproximateReceiveCount", "?")
                 log.exception("message %s failed on receive %s; it will be redelivered, or moved to the "
