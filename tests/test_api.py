@@ -15,7 +15,7 @@ import pytest
 import requests
 from botocore.config import Config
 from moto import mock_aws
-from support import create_tables, load_handler, wire_bucket_to_queue
+from support import Answer, Context, create_tables, load_handler, to_event, wire_bucket_to_queue
 
 from whisperless import apikeys, netguard
 from whisperless.api import Api, ApiError, audio_name, parse_multipart, safe_filename
@@ -38,19 +38,6 @@ SEED_FORM = {"fileType": "", "diarization": "true", "numSpeakers": "", "initialP
              "task": "", "callbackURL": ""}
 
 
-class Context:
-    function_name = "ApiFunction"
-    memory_limit_in_mb = 512
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:ApiFunction"
-    aws_request_id = "req-1"
-
-    def __init__(self, remaining_ms: int = 29_000):
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
-
-
 class FakeTime:
     """A clock that moves only when slept on; ``on_sleep`` hooks run at each pause."""
 
@@ -71,7 +58,7 @@ class FakeTime:
 
 @pytest.fixture(scope="module")
 def app_module():
-    return load_handler("functions/api/app.py", "api_app")
+    return load_handler("api", "api_app")
 
 
 @pytest.fixture(autouse=True)
@@ -139,57 +126,8 @@ def api(make_api):
 ROUTES = {("POST", "/v1/transcriptions"), ("POST", "/v1/uploads"), ("GET", "/v1/openapi.json")}
 
 
-def to_event(prepared: requests.PreparedRequest) -> dict:
-    """An HTTP API (payload v2) event for a prepared request, as API Gateway builds it."""
-    parts = urlsplit(prepared.url)
-    headers = {name.lower(): value for name, value in prepared.headers.items()}
-    headers.update({"host": parts.netloc, "x-forwarded-proto": "https", "x-forwarded-port": "443",
-                    "x-forwarded-for": "198.51.100.23"})
-    if (prepared.method, parts.path) in ROUTES:
-        route_key, path_parameters = f"{prepared.method} {parts.path}", None
-    else:
-        route_key, path_parameters = "GET /v1/transcriptions/{id}", {"id": parts.path.rsplit("/", 1)[-1]}
-    body = prepared.body or b""
-    if isinstance(body, str):
-        body = body.encode("utf-8")
-    # Text payloads arrive as text, everything else base64-encoded.
-    text = headers.get("content-type", "").startswith(("application/json", "text/")) and _is_utf8(body)
-    event = {
-        "version": "2.0", "routeKey": route_key, "rawPath": parts.path, "rawQueryString": parts.query,
-        "headers": headers,
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "a1b2c3d4e5", "domainName": parts.netloc,
-            "domainPrefix": "a1b2c3d4e5", "requestId": "JKJbAgPLvHcEMNw=", "routeKey": route_key,
-            "stage": "$default", "time": "12/Mar/2024:10:15:30 +0000", "timeEpoch": 1710238530648,
-            "http": {"method": prepared.method, "path": parts.path, "protocol": "HTTP/1.1",
-                     "sourceIp": "198.51.100.23", "userAgent": headers.get("user-agent", "")},
-        },
-        "isBase64Encoded": bool(body) and not text,
-    }
-    if body:
-        event["body"] = body.decode("utf-8") if text else base64.b64encode(body).decode("ascii")
-    if path_parameters:
-        event["pathParameters"] = path_parameters
-    return event
-
-
-def _is_utf8(body: bytes) -> bool:
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-class Answer:
-    def __init__(self, raw: dict):
-        self.status = raw["statusCode"]
-        self.headers = {k.lower(): v for k, v in raw.get("headers", {}).items()}
-        self.json = json.loads(raw["body"]) if raw.get("body") else None
-
-
 def invoke(app_module, event: dict, context: Context | None = None) -> Answer:
-    return Answer(app_module.handler(event, context or Context()))
+    return Answer(app_module.handler(event, context or Context("ApiFunction", 29_000)))
 
 
 def call(app_module, method: str, path: str, *, key: str | None = KEY_A, context: Context | None = None,
@@ -298,7 +236,7 @@ def test_no_result_within_the_wait_answers_202_within_the_budget(app_module, mak
 def test_the_wait_leaves_the_lambda_time_to_answer(app_module, make_api, clock):
     make_api(result_wait_seconds=25)
     answer = call(app_module, "POST", "/v1/transcriptions", data=SEED_FORM, files={"file": ("a.wav", WAV)},
-                  context=Context(remaining_ms=5_000))
+                  context=Context("ApiFunction", 5_000))
     assert answer.status == 202
     assert sum(clock.sleeps) == pytest.approx(3)  # 5 s left, 2 s kept back
 

@@ -6,17 +6,13 @@ receiver on 127.0.0.1, API Gateway v2 events built from real ``requests`` calls,
 made audio (WAV headers written by hand, so every odd case is exactly what it claims)."""
 from __future__ import annotations
 
-import base64
-import http.server
-import importlib.util
 import json
 import struct
-import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
+from support import Answer, Context, Receiver, load_handler, to_event  # noqa: F401 - shared with the reliability tests
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
@@ -27,28 +23,6 @@ API_BASE = "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"
 KEY_A = "wl_reliability_client_a"
 KEY_B = "wl_reliability_client_b"
 KEY_OFF = "wl_reliability_disabled"
-
-
-class Context:
-    """A Lambda context with a fixed amount of time left."""
-
-    def __init__(self, function_name: str = "TranscriberFunction", remaining_ms: int = 900_000):
-        self.function_name = function_name
-        self.memory_limit_in_mb = 10240
-        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function_name}"
-        self.aws_request_id = "req-reliability"
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
-
-
-def load_handler(function: str, name: str):
-    """functions/<function>/app.py as a fresh module."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "functions" / function / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def set_aws_env(monkeypatch) -> None:
@@ -110,103 +84,6 @@ def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "cond
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-class Receiver:
-    """A real HTTP callback receiver on 127.0.0.1: answers a scripted list of statuses
-    (the last repeats), optionally after a delay; records every request it got."""
-
-    def __init__(self, statuses=(200,), delay: float = 0.0):
-        self.statuses = list(statuses)
-        self.delay = delay
-        self.requests: list[tuple[dict, bytes]] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver.lock:
-                    receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                    status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
-                if receiver.delay:
-                    time.sleep(receiver.delay)
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                except OSError:
-                    pass  # the caller gave up (timeout)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-# ------------------------------------------------------------------ API Gateway v2 events
-
-API_ROUTES = {("POST", "/v1/transcriptions"), ("POST", "/v1/uploads"), ("GET", "/v1/openapi.json")}
-
-
-def to_event(prepared) -> dict:
-    """An HTTP API (payload v2) event for a prepared ``requests`` request, as API Gateway builds it."""
-    parts = urlsplit(prepared.url)
-    headers = {name.lower(): value for name, value in prepared.headers.items()}
-    headers.update({"host": parts.netloc, "x-forwarded-proto": "https", "x-forwarded-port": "443",
-                    "x-forwarded-for": "198.51.100.23"})
-    if (prepared.method, parts.path) in API_ROUTES:
-        route_key, path_parameters = f"{prepared.method} {parts.path}", None
-    elif prepared.method == "GET" and parts.path.startswith("/v1/transcriptions/"):
-        route_key, path_parameters = "GET /v1/transcriptions/{id}", {"id": parts.path.rsplit("/", 1)[-1]}
-    else:
-        route_key, path_parameters = "$default", None
-    body = prepared.body or b""
-    if isinstance(body, str):
-        body = body.encode("utf-8")
-    text = headers.get("content-type", "").startswith(("application/json", "text/")) and _utf8(body)
-    event = {
-        "version": "2.0", "routeKey": route_key, "rawPath": parts.path, "rawQueryString": parts.query,
-        "headers": headers,
-        "requestContext": {
-            "accountId": ACCOUNT, "apiId": "a1b2c3d4e5", "domainName": parts.netloc, "domainPrefix": "a1b2c3d4e5",
-            "requestId": "JKJbAgPLvHcEMNw=", "routeKey": route_key, "stage": "$default",
-            "time": "12/Mar/2024:10:15:30 +0000", "timeEpoch": 1710238530648,
-            "http": {"method": prepared.method, "path": parts.path, "protocol": "HTTP/1.1",
-                     "sourceIp": "198.51.100.23", "userAgent": headers.get("user-agent", "")},
-        },
-        "isBase64Encoded": bool(body) and not text,
-    }
-    if body:
-        event["body"] = body.decode("utf-8") if text else base64.b64encode(body).decode("ascii")
-    if path_parameters:
-        event["pathParameters"] = path_parameters
-    return event
-
-
-def _utf8(body: bytes) -> bool:
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-class Answer:
-    def __init__(self, raw: dict):
-        self.status = raw["statusCode"]
-        self.headers = {k.lower(): v for k, v in (raw.get("headers") or {}).items()}
-        body = raw.get("body") or ""
-        if raw.get("isBase64Encoded"):
-            body = base64.b64decode(body).decode()
-        self.json = json.loads(body) if body else None
 
 
 # ------------------------------------------------------------------ made audio

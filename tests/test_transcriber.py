@@ -11,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from standardwebhooks.webhooks import Webhook
-from support import Receiver, create_tables, load_handler, wire_bucket_to_queue
+from support import Context, Receiver, create_tables, load_handler, wire_bucket_to_queue
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
@@ -19,19 +19,9 @@ BUCKET = "whisperless-test-audio"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
-class Context:
-    function_name = "TranscriberFunction"
-    memory_limit_in_mb = 10240
-    invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:TranscriberFunction"
-    aws_request_id = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
-
-
 @pytest.fixture(scope="module")
 def app_module():
-    return load_handler("functions/transcriber/app.py", "transcriber_app")
+    return load_handler("transcriber", "transcriber_app")
 
 
 @pytest.fixture
