@@ -13,6 +13,7 @@ optional per-frame speaker weights, which go into weighted statistics pooling.
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from pathlib import Path
 
@@ -26,6 +27,12 @@ from torch import nn
 SAMPLE_RATE = 16000
 NUM_MEL_BINS = 80
 EMBEDDING_DIM = 192
+# Chunks per network pass. The 2-D front end holds (chunks, 32, 80, frames) float32 activations,
+# about 10 MB per 10 s chunk: passes of at most 3 chunks keep every buffer under glibc's largest
+# mmap threshold (32 MB), so freed buffers are reused from the heap instead of being unmapped and
+# page-faulted in again on the next pass. pyannote hands over ~11 chunks per batch of 32; one pass
+# over all of them spent more time in the kernel than in the network (bench/diarization.py).
+CHUNKS_PER_PASS = max(1, int(os.environ.get("WHISPERLESS_CAMPPLUS_CHUNKS", "3")))
 
 
 def _named(*modules: tuple[str, nn.Module]) -> nn.Sequential:
@@ -226,9 +233,14 @@ class CAMPPlusEmbedding(Model):
         features = torch.vmap(self._fbank)(waveforms)
         return features - features.mean(dim=1, keepdim=True)
 
+    def _frames(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """(B, 1, samples) -> (B, C, T) frame features, CHUNKS_PER_PASS chunks at a time."""
+        return torch.cat([self.network.frames(self.compute_fbank(waveforms[i:i + CHUNKS_PER_PASS]))
+                          for i in range(0, waveforms.shape[0], CHUNKS_PER_PASS)])
+
     def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         if weights is None or weights.dim() != 2:
-            return self.network(self.compute_fbank(waveforms), weights=weights)
+            return self.network.embed(self.network.pool(self._frames(waveforms), weights=weights))
         # pyannote sends every chunk once per local speaker (3x), silent speakers included.
         # Frame features do not depend on the weights, so run the network once per distinct
         # chunk that someone speaks in, then pool each row with its own weights.
@@ -245,7 +257,7 @@ class CAMPPlusEmbedding(Model):
         needed = sorted({int(c) for c in chunk_of[active]})
         if needed:
             rows = torch.tensor([firsts[c] for c in needed])
-            frames = self.network.frames(self.compute_fbank(waveforms[rows]))
+            frames = self._frames(waveforms[rows])
             position = {c: k for k, c in enumerate(needed)}
             active_rows = torch.nonzero(active).squeeze(-1)
             picks = torch.tensor([position[int(chunk_of[r])] for r in active_rows])
