@@ -1,5 +1,6 @@
-"""Engine figures per model, each configuration in a fresh process:
-imports, model loads, cold and warm real-time factor, peak RSS; and WER/DER on the sample.
+"""Cold vs warm engine figures per model, each configuration in a fresh process: the cold
+budget per stage (imports, whisper load, pyannote load, first job), warm real-time factor,
+peak RSS; and WER/DER on the sample.
 
     .venv/bin/python bench/engine.py [--models tiny.en,base] [--audio FILE] [--repeat 2]
 
@@ -20,22 +21,44 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def child(model: str, audio: str, diarization: bool, repeat: int) -> None:
-    """Runs inside the fresh process; prints one JSON line."""
+    """Runs inside the fresh process; prints one JSON line.
+
+    The cold budget is split explicitly: each heavy import first, then each model load
+    (models.load_* with the modules already imported), then the first job (first-call
+    costs such as allocator warm-up and one-off kernels), then warm jobs.
+    """
     started = time.perf_counter()
     from whisperless.engine import Engine
     from whisperless.options import TranscriptionOptions
-    imports = time.perf_counter() - started
+    t_engine = time.perf_counter()
+    import faster_whisper  # noqa: F401 - ctranslate2, onnxruntime (Silero VAD), tokenizers
+    t_fw = time.perf_counter()
+    if diarization:
+        import pyannote.audio.pipelines  # noqa: F401 - torch, lightning, pyannote
+        import whisperless.campplus  # noqa: F401
+    t_pya = time.perf_counter()
+    from whisperless import models
+    models.load_whisper(model)
+    t_wl = time.perf_counter()
+    if diarization:
+        models.load_diarization()
+    t_dl = time.perf_counter()
 
     engine = Engine(whisper_model=model)
     options = TranscriptionOptions(diarization=diarization)
     runs = [engine.run(audio, options) for _ in range(repeat)]
     cold, warm = runs[0], runs[-1]
     out = {
-        "imports": imports,
-        "load_whisper": cold["timings"].get("load_whisper", 0.0),
-        "load_diarization": cold["timings"].get("load_diarization", 0.0),
+        "imports": t_engine - started,
+        "import_faster_whisper": t_fw - t_engine,
+        "import_pyannote": t_pya - t_fw,
+        "load_whisper": t_wl - t_pya,
+        "load_diarization": t_dl - t_wl,
         "duration": cold["duration"],
         "cold_total": cold["timings"]["total"],
+        "cold_transcribe": cold["timings"]["transcribe"],
+        "cold_diarize": cold["timings"].get("diarize", 0.0),
+        "first_result": time.perf_counter() - started - sum(r["timings"]["total"] for r in runs[1:]),
         "warm_total": warm["timings"]["total"],
         "warm_transcribe": warm["timings"]["transcribe"],
         "warm_diarize": warm["timings"].get("diarize", 0.0),
@@ -66,9 +89,10 @@ def main() -> None:
     print(f"command: .venv/bin/python bench/engine.py --models {args.models} --repeat {args.repeat}"
           + (f" --audio {args.audio}" if "sample.wav" not in args.audio else ""))
     print(f"audio: {Path(args.audio).name}; machine: {os.cpu_count()} cores")
-    print("| model | diarization | imports s | whisper load s | pyannote load s | cold job s | warm job s "
-          "| warm RTF | transcribe RTF | diarize RTF | peak RSS MB | WER | DER |")
-    print("|---" * 13 + "|")
+    print("| model | diarization | import whisperless s | import faster-whisper s | import torch+pyannote s "
+          "| whisper load s | pyannote load s | cold job s (transcribe / diarize) | first result s "
+          "| warm job s (transcribe / diarize) | warm RTF | peak RSS MB | WER | DER |")
+    print("|---" * 14 + "|")
     for model in args.models.split(","):
         for diarize in (False, True):
             run = subprocess.run([sys.executable, __file__, "--repeat", str(args.repeat), "--child", model,
@@ -79,9 +103,11 @@ def main() -> None:
             r = json.loads(run.stdout.strip().splitlines()[-1])
             d = r["duration"]
             rtf = lambda s: f"{d / s:.1f}x" if s else "-"  # noqa: E731
-            print(f"| {model} | {'yes' if diarize else 'no'} | {r['imports']:.2f} | {r['load_whisper']:.2f} | "
-                  f"{r['load_diarization']:.2f} | {r['cold_total']:.2f} | {r['warm_total']:.2f} | "
-                  f"{rtf(r['warm_total'])} | {rtf(r['warm_transcribe'])} | {rtf(r['warm_diarize'])} | "
+            dia = lambda key: f" / {r[key]:.2f}" if diarize else ""  # noqa: E731
+            print(f"| {model} | {'yes' if diarize else 'no'} | {r['imports']:.2f} | {r['import_faster_whisper']:.2f} | "
+                  f"{r['import_pyannote']:.2f} | {r['load_whisper']:.2f} | {r['load_diarization']:.2f} | "
+                  f"{r['cold_total']:.2f} ({r['cold_transcribe']:.2f}{dia('cold_diarize')}) | {r['first_result']:.2f} | "
+                  f"{r['warm_total']:.2f} ({r['warm_transcribe']:.2f}{dia('warm_diarize')}) | {rtf(r['warm_total'])} | "
                   f"{r['peak_rss_mb']:.0f} | {r.get('wer', float('nan')):.3f} | "
                   f"{'-' if r.get('der') is None else format(r['der'], '.3f')} |", flush=True)
 

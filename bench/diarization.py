@@ -1,0 +1,181 @@
+"""Diarization speed and memory: our pipeline (pyannote segmentation-3.0 + CAM++) on long files.
+
+    .venv/bin/python bench/diarization.py --minutes 1,10,60 --variants wave:32,path:32,wave:8
+
+Each (file, variant) runs in a fresh process: load the pipeline, warm it up on 10 s, then
+diarize the whole file once. Variants are ``INPUT:BATCH[:KEY=VALUE...]``:
+- INPUT ``wave`` (the decoded array in memory, what the engine does) or ``path`` (pyannote reads
+  the file itself);
+- BATCH: WHISPERLESS_EMBEDDING_BATCH;
+- extra environment, e.g. ``wave:32:MALLOC_ARENA_MAX=2`` or ``wave:32:OMP_NUM_THREADS=1``;
+- ``@GITREF`` at the end runs that commit's whisperless (``git archive`` into .cache/bench/),
+  for before/after comparisons in one run: ``wave:32@4e3da2b,wave:32``.
+With ``--repeat N`` the variants alternate N times; the median run is reported.
+Reported: real-time factor (audio s / diarize s), CPU user/sys seconds, peak RSS of the
+process and its growth during diarization, DER against the corpus reference (bench/corpus.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
+
+
+class RssSampler(threading.Thread):
+    """Peak resident set size, sampled from /proc every 20 ms (ru_maxrss covers the whole life)."""
+
+    def __init__(self, interval: float = 0.02):
+        super().__init__(daemon=True)
+        self.interval, self.peak, self._done = interval, 0, threading.Event()
+
+    @staticmethod
+    def rss_mb() -> float:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            self.peak = max(self.peak, self.rss_mb())
+            time.sleep(self.interval)
+
+    def stop(self) -> float:
+        self._done.set()
+        self.join()
+        return max(self.peak, self.rss_mb())
+
+
+def child(minutes: float, source: str) -> None:
+    from bench.corpus import build, der_of
+    from whisperless import models
+    from whisperless.audio import decode_audio
+    from whisperless.diarize import _turns, diarize
+    from whisperless.options import TranscriptionOptions
+
+    wav, parts = build(minutes)
+    pipeline = models.load_diarization("campplus")
+    audio = decode_audio(wav)
+    diarize(pipeline, audio[: 10 * 16000], TranscriptionOptions(diarization=True))  # warm-up
+    if source == "path":
+        del audio
+    before = RssSampler.rss_mb()
+    sampler = RssSampler()
+    sampler.start()
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.perf_counter()
+    if source == "wave":
+        turns = diarize(pipeline, audio, TranscriptionOptions(diarization=True)).turns
+        duration = audio.size / 16000
+    else:
+        output = pipeline(str(wav))
+        turns = _turns(getattr(output, "speaker_diarization", output))
+        duration = float(minutes) * 60
+    seconds = time.perf_counter() - started
+    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    peak = sampler.stop()
+    print(json.dumps({
+        "duration": duration, "seconds": seconds,
+        "user": usage1.ru_utime - usage0.ru_utime, "sys": usage1.ru_stime - usage0.ru_stime,
+        "rss_before_mb": before, "peak_mb": peak, "maxrss_mb": usage1.ru_maxrss / 1024,
+        "der": der_of([(t.start, t.end, t.speaker) for t in turns], parts),
+        "speakers": len({t.speaker for t in turns}),
+    }))
+
+
+def pyav_ffmpeg_dir() -> str:
+    """pyannote reads files with torchcodec, which needs system FFmpeg libraries (this machine has
+    none: the engine decodes with PyAV's bundled FFmpeg). For the ``path`` variant, expose PyAV's
+    bundled libraries under their plain sonames; returns an LD_LIBRARY_PATH value."""
+    import re
+
+    import av
+
+    libs = Path(av.__file__).resolve().parent.parent / "av.libs"
+    target = ROOT / ".cache" / "bench" / "ffmpeg-libs"
+    target.mkdir(parents=True, exist_ok=True)
+    for lib in libs.glob("lib*.so.*"):
+        m = re.match(r"(lib\w+)-[0-9a-f]{8}\.so\.(\d+)", lib.name)
+        if m:
+            link = target / f"{m.group(1)}.so.{m.group(2)}"
+            if not link.exists():
+                link.symlink_to(lib)
+    return f"{target}:{libs}"
+
+
+def checkout(ref: str) -> str:
+    """A commit's layers/shared, extracted once under .cache/bench/; returns a PYTHONPATH entry."""
+    sha = subprocess.run(["git", "rev-parse", "--short", ref], cwd=ROOT, check=True, capture_output=True,
+                         text=True).stdout.strip()
+    target = ROOT / ".cache" / "bench" / f"ref-{sha}"
+    if not (target / "layers" / "shared" / "whisperless").is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", sha, "layers/shared"], cwd=ROOT, check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return str(target / "layers" / "shared")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--minutes", default="1,10")
+    parser.add_argument("--variants", default="wave:32")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--child", nargs=2, metavar=("MINUTES", "SOURCE"))
+    args = parser.parse_args()
+    if args.child:
+        child(float(args.child[0]), args.child[1])
+        return
+    print(f"command: .venv/bin/python bench/diarization.py --minutes {args.minutes} --variants {args.variants} "
+          f"--repeat {args.repeat}")
+    print(f"machine: {os.cpu_count()} cores; load at start: {os.getloadavg()[0]:.2f}")
+    print(f"repeats: {args.repeat}, variants alternated, median run shown")
+    print("| minutes | code | input | embedding batch | env | diarize s (median) | runs s | RTF | CPU user s | "
+          "CPU sys s | RSS before MB | peak RSS MB | growth MB | DER | speakers |")
+    print("|---" * 15 + "|")
+    for minutes in args.minutes.split(","):
+        runs: dict[str, list[dict]] = {v: [] for v in args.variants.split(",")}
+        for _ in range(args.repeat):
+            for variant in runs:
+                spec, _, ref = variant.partition("@")
+                source, batch, *extra = spec.split(":")
+                env = {**os.environ, "WHISPERLESS_EMBEDDING_BATCH": batch, "PYTHONWARNINGS": "ignore"}
+                env.update(dict(e.split("=", 1) for e in extra))
+                if source == "path":
+                    env["LD_LIBRARY_PATH"] = pyav_ffmpeg_dir()
+                if ref:
+                    env["PYTHONPATH"] = checkout(ref)
+                run = subprocess.run([sys.executable, __file__, "--child", minutes, source],
+                                     capture_output=True, text=True, env=env)
+                if run.returncode:
+                    print(f"  {variant}: failed: {(run.stderr.strip().splitlines() or ['?'])[-1]}", file=sys.stderr)
+                    continue
+                runs[variant].append(json.loads(run.stdout.strip().splitlines()[-1]))
+                print(f"  {minutes} min {variant}: {runs[variant][-1]['seconds']:.1f} s "
+                      f"(load {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
+        for variant, results in runs.items():
+            if not results:
+                print(f"| {minutes} | {variant} | failed |", flush=True)
+                continue
+            spec, _, ref = variant.partition("@")
+            source, batch, *extra = spec.split(":")
+            r = sorted(results, key=lambda x: x["seconds"])[len(results) // 2]
+            each = " / ".join(f"{x['seconds']:.0f}" for x in results)
+            code = f"commit {ref}" if ref else "this tree"
+            print(f"| {minutes} | {code} | {source} | {batch} | {' '.join(extra) or '-'} | {r['seconds']:.1f} | "
+                  f"{each} | "
+                  f"{r['duration'] / r['seconds']:.1f}x | {r['user']:.0f} | {r['sys']:.0f} | "
+                  f"{r['rss_before_mb']:.0f} | {r['peak_mb']:.0f} | {r['peak_mb'] - r['rss_before_mb']:.0f} | "
+                  f"{r['der']:.3f} | {r['speakers']} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

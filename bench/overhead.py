@@ -1,0 +1,106 @@
+"""Overhead of our whole transcriber path against bare faster-whisper, warm.
+
+    .venv/bin/python bench/overhead.py [--model base] [--audio FILE] [--repeat 3]
+
+- ours: worker.Transcriber.handle(ObjectJob) against moto (S3, DynamoDB): head the object,
+  record the job, download, decode, transcribe, build the result document, write it to S3,
+  finish the job (idempotency included);
+- bare: faster_whisper.WhisperModel.transcribe(file, word_timestamps=True, vad_filter=True,
+  beam_size=5) with the same loaded model, segments consumed.
+Both run once untimed (warm-up), then alternate ``--repeat`` times; medians are compared.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
+for _name, _value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                      "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true"}.items():
+    os.environ[_name] = _value
+os.environ.pop("AWS_ENDPOINT_URL", None)
+
+BUCKET = "bench-audio"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="base")
+    parser.add_argument("--audio", default="")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    from bench.quality import SAMPLE_DIR
+
+    audio_path = Path(args.audio or SAMPLE_DIR / "sample.wav")
+    import boto3
+    from moto import mock_aws
+
+    from whisperless import models
+    from whisperless.engine import Engine
+    from whisperless.events import ObjectJob
+    from whisperless.settings import Settings
+    from whisperless.transcribe import BEAM_SIZE
+    from whisperless.worker import Transcriber
+
+    whisper = models.load_whisper(args.model)
+    body = audio_path.read_bytes()
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
+        s3.create_bucket(Bucket=BUCKET)
+        for table in ("jobs", "idempotency"):
+            dynamodb.create_table(TableName=table, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                                  AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                                  BillingMode="PAY_PER_REQUEST")
+        settings = Settings(bucket=BUCKET, jobs_table="jobs", idempotency_table="idempotency")
+        transcriber = Transcriber(s3=s3, dynamodb=dynamodb, settings=settings,
+                                  engine=Engine(whisper_model=args.model))
+        counter = iter(range(10**6))
+
+        def ours() -> tuple[float, float]:
+            key = f"in/job{next(counter)}{audio_path.suffix}"
+            etag = s3.put_object(Bucket=BUCKET, Key=key, Body=body)["ETag"].strip('"')
+            started = time.perf_counter()
+            reply = transcriber.handle(ObjectJob(bucket=BUCKET, key=key, etag=etag))
+            elapsed = time.perf_counter() - started
+            assert reply["status"] == "completed", reply
+            import json
+            doc = json.loads(s3.get_object(Bucket=BUCKET, Key=key + ".json")["Body"].read())
+            return elapsed, doc["timings"]["total"]
+
+        def bare() -> float:
+            started = time.perf_counter()
+            segments, _ = whisper.transcribe(str(audio_path), word_timestamps=True, vad_filter=True,
+                                             beam_size=BEAM_SIZE)
+            list(segments)
+            return time.perf_counter() - started
+
+        ours(), bare()  # warm-up: first-call costs on both sides
+        load = os.getloadavg()[0]
+        mine, engine_only, theirs, ratios = [], [], [], []
+        for _ in range(args.repeat):
+            b = bare()
+            o, e = ours()
+            theirs.append(b)
+            mine.append(o)
+            engine_only.append(e)
+            ratios.append(o / b)
+    print(f"command: .venv/bin/python bench/overhead.py --model {args.model} --repeat {args.repeat}"
+          + (f" --audio {args.audio}" if args.audio else ""))
+    print(f"audio: {audio_path.name}; machine: {os.cpu_count()} cores; load {load:.2f} -> {os.getloadavg()[0]:.2f}")
+    print("| model | bare faster-whisper s | Transcriber.handle s | of which engine s | ratio (median of pairs) | ratios |")
+    print("|---|---|---|---|---|---|")
+    print(f"| {args.model} | {statistics.median(theirs):.2f} | {statistics.median(mine):.2f} | "
+          f"{statistics.median(engine_only):.2f} | {statistics.median(ratios):.3f}x | "
+          f"{' / '.join(f'{r:.3f}' for r in ratios)} |")
+
+
+if __name__ == "__main__":
+    main()
