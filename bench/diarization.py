@@ -169,7 +169,7 @@ def main() -> None:
             source, batch, *extra = spec.split(":")
             r = sorted(results, key=lambda x: x["seconds"])[len(results) // 2]
             each = " / ".join(f"{x['seconds']:.0f}" for x in results)
-            code = f"commit {ref}" if ref else "this tree"
+            code = f"commit {Path(checkout(ref)).parents[1].name[4:]}" if ref else "this tree"
             print(f"| {minutes} | {code} | {source} | {batch} | {' '.join(extra) or '-'} | {r['seconds']:.1f} | "
                   f"{each} | "
                   f"{r['duration'] / r['seconds']:.1f}x | {r['user']:.0f} | {r['sys']:.0f} | "
