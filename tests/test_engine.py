@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import math
 
+import jiwer
 import pytest
 
-from bench.quality import der, wer
+from bench.quality import der, normalise, wer
 
 # Measured on this machine: WER 0.198, DER 0.056 (bench/quality.py); bounds leave a margin.
 WER_BOUND = 0.30
@@ -137,20 +138,26 @@ def test_common_codecs_decode_whatever_the_file_is_called(media_dir, sample_wav,
     assert abs(audio.size / 16000 - 5.0) < 0.2
 
 
+GERMAN = ("Guten Morgen. Das Wetter ist heute sehr schön, und wir gehen am Nachmittag in den Park. "
+          "Morgen fahren wir mit dem Zug nach Berlin.")
+
+
 @pytest.fixture(scope="module")
 def german(media_dir):
     from bench.synth import say
 
     path = media_dir / "german.wav"
-    say("Guten Morgen. Das Wetter ist heute sehr schön, und wir gehen am Nachmittag in den Park. "
-        "Morgen fahren wir mit dem Zug nach Berlin.", "de", path, speed=150)
+    say(GERMAN, "de", path, speed=150)
     return path
 
 
 def test_other_languages_are_detected_and_transcribed(engine, german):
     doc = engine.run(german)
     assert doc["language"] == "de"
-    assert {"morgen", "berlin"} <= set(doc["text"].lower().replace("!", " ").replace(".", " ").split())
+    # A word error rate, not particular words: espeak's German is borderline for `base`, and int8
+    # kernels differ by CPU and thread count (seen: "nach Berlin" heard as "achtmelin" on one machine).
+    # German read as English, or the English translation, scores far above this bound.
+    assert jiwer.wer(normalise(GERMAN), normalise(doc["text"])) <= 0.4, doc["text"]
 
 
 def test_translate_turns_german_speech_into_english(engine, german):
