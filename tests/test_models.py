@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -80,3 +83,19 @@ def test_campplus_loads_strictly_and_separates_real_speakers(sample_dir):
 def test_diarization_pipeline_is_loaded_once_per_process():
     first = models.load_diarization()
     assert models.load_diarization() is first
+
+
+@pytest.mark.parametrize("user_env, expected", [
+    ({}, ("ACTIVE", "300000")),
+    ({"OMP_WAIT_POLICY": "PASSIVE"}, ("PASSIVE", "0")),
+])
+def test_openmp_runtime_of_torch_and_ctranslate2_gets_the_wait_policy(user_env, expected):
+    # libgomp prints what it read at load time; a user's own setting must win.
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(user_env, OMP_DISPLAY_ENV="VERBOSE")
+    for library in ("torch", "ctranslate2"):
+        run = subprocess.run([sys.executable, "-c", f"import whisperless, {library}"],
+                             capture_output=True, text=True, env=env)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert f"OMP_WAIT_POLICY = '{expected[0]}'" in run.stderr, library
+        assert f"GOMP_SPINCOUNT = '{expected[1]}'" in run.stderr, library

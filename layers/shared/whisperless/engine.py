@@ -2,9 +2,10 @@
 
 decode once -> diarize (optional) -> transcribe -> merge speakers into words -> document.
 
-Diarization runs before Whisper is first loaded: a resident WhisperModel was seen
-to slow torch down, and for a cold process this order also lets a diarization
-failure surface before paying for the Whisper load.
+Diarization runs before Whisper is first loaded, so that in a cold process a
+diarization failure surfaces before paying for the Whisper load. (A transcription
+used to halve the speed of the diarization after it: libgomp's thread waits, fixed
+by the OpenMP wait policy set in whisperless/__init__.py.)
 """
 
 from __future__ import annotations
