@@ -8,11 +8,11 @@ import argparse
 import os
 import re
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 
+import whisperless  # noqa: E402,F401 - first: sets the OpenMP wait policy torch reads
 import jiwer  # noqa: E402
 import pyannote.audio  # noqa: E402
 from pyannote.core import Annotation, Segment  # noqa: E402

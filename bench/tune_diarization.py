@@ -16,6 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 
+import whisperless  # noqa: E402,F401 - first: sets the OpenMP wait policy torch reads
 from pyannote.core import Annotation, Segment  # noqa: E402
 from pyannote.database.util import load_rttm  # noqa: E402
 from pyannote.metrics.diarization import DiarizationErrorRate  # noqa: E402

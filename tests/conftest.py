@@ -14,6 +14,8 @@ os.environ.setdefault("WHISPERLESS_CACHE", str(ROOT / ".cache" / "whisperless"))
 os.environ.setdefault("WHISPERLESS_OFFLINE", "1")
 os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 
+import whisperless  # noqa: E402,F401 - before any torch import: sets the OpenMP wait policy
+
 
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:

@@ -99,3 +99,10 @@ def test_openmp_runtime_of_torch_and_ctranslate2_gets_the_wait_policy(user_env, 
         assert run.returncode == 0, run.stderr[-2000:]
         assert f"OMP_WAIT_POLICY = '{expected[0]}'" in run.stderr, library
         assert f"GOMP_SPINCOUNT = '{expected[1]}'" in run.stderr, library
+
+
+def test_importing_whisperless_after_torch_warns_how_to_keep_the_speed():
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    run = subprocess.run([sys.executable, "-c", "import torch, whisperless"], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "imported after torch" in run.stderr and "OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=300000" in run.stderr

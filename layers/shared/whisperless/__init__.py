@@ -1,6 +1,8 @@
 """whisperless: serverless speech-to-text (faster-whisper + pyannote.audio) on AWS."""
 
 import os as _os
+import sys as _sys
+import warnings as _warnings
 
 # OpenMP wait policy, read once by libgomp (torch's and CTranslate2's OpenMP runtime) when torch or
 # ctranslate2 is first imported, so it is set here, before either. When a process holds more OpenMP
@@ -9,8 +11,14 @@ import os as _os
 # regions of Whisper decoding and pyannote's embeddings then pay a futex wake-up each. ACTIVE
 # raises that to 1000 spins; GOMP_SPINCOUNT keeps the uncontended wait at libgomp's default (a few
 # ms, not ACTIVE's minutes), so idle threads still sleep. On 2 cores: transcription 1.7x faster,
-# diarization after a transcription 1.7x faster (bench/threads.py). A user's own setting wins.
+# diarization after a transcription 1.9x faster (bench/threads.py). A user's own setting wins.
 if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
+    if {"torch", "ctranslate2"} & _sys.modules.keys():
+        _warnings.warn(
+            "whisperless was imported after torch or ctranslate2, whose OpenMP runtime has already read "
+            "its settings: transcription and diarization can run up to ~1.8x slower on small machines. "
+            "Import whisperless first, or set OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=300000.",
+            RuntimeWarning, stacklevel=2)
     _os.environ["OMP_WAIT_POLICY"] = "ACTIVE"
     _os.environ["GOMP_SPINCOUNT"] = "300000"
 
