@@ -83,8 +83,9 @@ def main() -> None:
         child(args.child[0], args.child[1], args.child[2] == "1", args.repeat)
         return
     if not args.audio:
-        import pyannote.audio
-        args.audio = str(Path(pyannote.audio.__file__).parent / "sample" / "sample.wav")
+        sys.path.insert(0, str(ROOT))
+        from bench.quality import SAMPLE_DIR
+        args.audio = str(SAMPLE_DIR / "sample.wav")
     env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "false", "PYTHONWARNINGS": "ignore"}
     print(f"command: .venv/bin/python bench/engine.py --models {args.models} --repeat {args.repeat}"
           + (f" --audio {args.audio}" if "sample.wav" not in args.audio else ""))

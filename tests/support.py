@@ -11,13 +11,24 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
+REGION = "us-east-1"
 
 
-def wire_bucket_to_queue(s3, sqs, events, bucket: str, queue_name: str = "jobs") -> str:
+def set_aws_env(monkeypatch) -> None:
+    """Fake credentials for moto, no tracing, and no endpoint override leaking in from the shell."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": REGION, "POWERTOOLS_TRACE_DISABLED": "true",
+                        "POWERTOOLS_METRICS_NAMESPACE": "Whisperless"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+def wire_bucket_to_queue(s3, sqs, events, bucket: str, queue_name: str = "jobs",
+                         queue_attributes: dict[str, str] | None = None) -> str:
     """Bucket -> EventBridge Object Created (results excluded) -> SQS; returns the queue URL."""
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
-    queue = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    queue = sqs.create_queue(QueueName=queue_name, Attributes=queue_attributes or {})["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events.put_rule(Name="audio-uploaded", EventPattern=json.dumps({
         "source": ["aws.s3"], "detail-type": ["Object Created"],

@@ -15,7 +15,7 @@ import pytest
 import requests
 from botocore.config import Config
 from moto import mock_aws
-from support import Answer, Context, create_tables, load_handler, to_event, wire_bucket_to_queue
+from support import REGION, Answer, Context, create_tables, load_handler, set_aws_env, to_event, wire_bucket_to_queue
 
 from whisperless import apikeys, netguard
 from whisperless.api import Api, ApiError, audio_name, parse_multipart, safe_filename
@@ -24,7 +24,6 @@ from whisperless.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
-REGION = "us-east-1"
 BUCKET = "whisperless-test-audio"
 BASE = "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"
 KEY_A = "wl_test_key_for_client_a"
@@ -73,9 +72,7 @@ def fake_dns(monkeypatch):
 
 @pytest.fixture
 def aws(monkeypatch):
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": REGION}.items():
-        monkeypatch.setenv(name, value)
+    set_aws_env(monkeypatch)
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)

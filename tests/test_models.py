@@ -85,14 +85,17 @@ def test_diarization_pipeline_is_loaded_once_per_process():
     assert models.load_diarization() is first
 
 
+def _env_without_wait_policy() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+
+
 @pytest.mark.parametrize("user_env, expected", [
     ({}, ("ACTIVE", "300000")),
     ({"OMP_WAIT_POLICY": "PASSIVE"}, ("PASSIVE", "0")),
 ])
 def test_openmp_runtime_of_torch_and_ctranslate2_gets_the_wait_policy(user_env, expected):
     # libgomp prints what it read at load time; a user's own setting must win.
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    env.update(user_env, OMP_DISPLAY_ENV="VERBOSE")
+    env = {**_env_without_wait_policy(), **user_env, "OMP_DISPLAY_ENV": "VERBOSE"}
     for library in ("torch", "ctranslate2"):
         run = subprocess.run([sys.executable, "-c", f"import whisperless, {library}"],
                              capture_output=True, text=True, env=env)
@@ -102,7 +105,7 @@ def test_openmp_runtime_of_torch_and_ctranslate2_gets_the_wait_policy(user_env, 
 
 
 def test_importing_whisperless_after_torch_warns_how_to_keep_the_speed():
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    run = subprocess.run([sys.executable, "-c", "import torch, whisperless"], capture_output=True, text=True, env=env)
+    run = subprocess.run([sys.executable, "-c", "import torch, whisperless"], capture_output=True, text=True,
+                         env=_env_without_wait_policy())
     assert run.returncode == 0, run.stderr[-2000:]
     assert "imported after torch" in run.stderr and "OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=300000" in run.stderr

@@ -22,6 +22,7 @@ import requests
 from botocore.config import Config
 
 from localstack import running_stack
+from support import create_tables, set_aws_env
 from test_reliability_common import ROOT, speech_clip, wait_for, wav_bytes
 from whisperless import apikeys
 
@@ -146,15 +147,10 @@ def presign(monkeypatch):
     from whisperless.api import Api
     from whisperless.settings import Settings
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    set_aws_env(monkeypatch)
     with mock_aws():
         dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
-        dynamodb.create_table(TableName="jobs", KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                              AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                              BillingMode="PAY_PER_REQUEST")
+        create_tables(dynamodb, {"jobs": "id"})
         # As Api.from_settings builds it; explicit keys, since moto swaps in its own.
         signer = boto3.client("s3", region_name="us-east-1", endpoint_url="https://s3.us-east-1.amazonaws.com",
                               aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret-for-tests",

@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from support import Answer, Context, Receiver, load_handler, to_event  # noqa: F401 - shared with the reliability tests
+from support import (  # noqa: F401 - shared with the reliability tests
+    REGION, Answer, Context, Receiver, create_tables, load_handler, set_aws_env, to_event, wire_bucket_to_queue,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-REGION = "us-east-1"
 ACCOUNT = "123456789012"
 BUCKET = "whisperless-reliability"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -25,33 +26,15 @@ KEY_B = "wl_reliability_client_b"
 KEY_OFF = "wl_reliability_disabled"
 
 
-def set_aws_env(monkeypatch) -> None:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": REGION, "POWERTOOLS_TRACE_DISABLED": "true",
-                        "POWERTOOLS_METRICS_NAMESPACE": "Whisperless"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-
-
 def create_resources(s3, sqs, events, dynamodb, *, visibility: int = 30, max_receives: int = 3) -> dict:
     """Bucket -> EventBridge (results excluded) -> job queue (redrive to a DLQ) and the tables."""
-    s3.create_bucket(Bucket=BUCKET)
-    s3.put_bucket_notification_configuration(Bucket=BUCKET, NotificationConfiguration={"EventBridgeConfiguration": {}})
     dlq = sqs.create_queue(QueueName="jobs-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue = sqs.create_queue(QueueName="jobs", Attributes={
+    queue = wire_bucket_to_queue(s3, sqs, events, BUCKET, queue_attributes={
         "VisibilityTimeout": str(visibility),
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives})})["QueueUrl"]
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives})})
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="audio-uploaded", EventPattern=json.dumps({
-        "source": ["aws.s3"], "detail-type": ["Object Created"],
-        "detail": {"bucket": {"name": [BUCKET]}, "object": {"key": [{"anything-but": {"suffix": ".json"}}]}},
-    }))
-    events.put_targets(Rule="audio-uploaded", Targets=[{"Id": "queue", "Arn": queue_arn}])
-    for table, key in (("jobs", "id"), ("idempotency", "id"), ("apikeys", "keyHash")):
-        dynamodb.create_table(TableName=table, KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-                              AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-                              BillingMode="PAY_PER_REQUEST")
+    create_tables(dynamodb, {"jobs": "id", "idempotency": "id", "apikeys": "keyHash"})
     return {"queue": queue, "dlq": dlq, "queue_arn": queue_arn}
 
 

@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from test_reliability_common import (
-    API_BASE, BUCKET, KEY_A, KEY_OFF, REGION, Answer, Context, create_resources, load_handler, sqs_event, to_event,
+    API_BASE, BUCKET, KEY_A, KEY_OFF, REGION, Answer, Context, create_resources, load_handler, set_aws_env, sqs_event,
+    to_event,
 )
 from whisperless import apikeys, netguard
 
@@ -35,10 +36,7 @@ API_STATUSES = {200, 201, 202, 400, 401, 403, 404, 405, 413, 415, 422}
 @pytest.fixture(scope="module")
 def moto_env():
     mp = pytest.MonkeyPatch()
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": REGION, "POWERTOOLS_TRACE_DISABLED": "true"}.items():
-        mp.setenv(name, value)
-    mp.delenv("AWS_ENDPOINT_URL", raising=False)
+    set_aws_env(mp)
 
     def no_dns(host, port):  # nothing here may reach the network
         if host.endswith("example.com"):

@@ -11,10 +11,9 @@ import boto3
 import pytest
 from moto import mock_aws
 from standardwebhooks.webhooks import Webhook
-from support import Context, Receiver, create_tables, load_handler, wire_bucket_to_queue
+from support import REGION, Context, Receiver, create_tables, load_handler, set_aws_env, wire_bucket_to_queue
 
 ROOT = Path(__file__).resolve().parents[1]
-REGION = "us-east-1"
 BUCKET = "whisperless-test-audio"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -26,10 +25,7 @@ def app_module():
 
 @pytest.fixture
 def aws(monkeypatch, app_module):
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": REGION, "POWERTOOLS_TRACE_DISABLED": "true",
-                        "POWERTOOLS_METRICS_NAMESPACE": "Whisperless"}.items():
-        monkeypatch.setenv(name, value)
+    set_aws_env(monkeypatch)
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)
