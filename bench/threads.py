@@ -1,17 +1,19 @@
 """OpenMP wait policy: whisperless's setting (whisperless/__init__.py) against libgomp's default.
 
-    .venv/bin/python bench/threads.py [--model base] [--audio FILE] [--repeat 4]
+    .venv/bin/python bench/threads.py [--model base] [--audio FILE] [--repeat 4] [--busy-cores 1]
 
 Each (variant, workload) runs in a fresh process. Variants:
 - ``libgomp default``: GOMP_SPINCOUNT=300000 alone, which is libgomp's own default when
   OMP_WAIT_POLICY is unset, and which makes whisperless leave the environment alone;
 - ``whisperless``: neither variable set, so whisperless sets them when it is imported.
 Workloads, warm (one untimed run first), median of ``--repeat``:
-- ``bare faster-whisper``: WhisperModel.transcribe(array, beam_size=5, vad_filter=True,
-  word_timestamps=True) with faster-whisper's own defaults otherwise;
+- ``bare faster-whisper``: the same loaded WhisperModel's own transcribe(array, beam_size=5,
+  vad_filter=True, word_timestamps=True), faster-whisper's defaults otherwise;
 - ``whisperless transcribe``: whisperless.transcribe.transcribe with our loaded model;
 - ``diarize after transcribe``: our diarization pipeline, loaded before Whisper as in the engine,
   each run preceded by a transcription (what a warm job with diarization does).
+``--busy-cores N`` keeps N other processes spinning meanwhile: cores shared with other work,
+where spinning threads lose time slices instead of saving wake-ups.
 """
 from __future__ import annotations
 
@@ -40,12 +42,8 @@ def child(variant: str, workload: str, model: str, audio_path: str, repeat: int)
     pipeline = models.load_diarization() if workload == "diarize after transcribe" else None
     whisper = models.load_whisper(model)
     if workload == "bare faster-whisper":
-        from faster_whisper import WhisperModel
-
-        bare = WhisperModel(str(models.resolve_whisper_model(model)), device="cpu", compute_type="int8")
-
         def work():
-            segments, _ = bare.transcribe(audio, beam_size=5, vad_filter=True, word_timestamps=True)
+            segments, _ = whisper.transcribe(audio, beam_size=5, vad_filter=True, word_timestamps=True)
             list(segments)
     elif workload == "whisperless transcribe":
         def work():
@@ -66,8 +64,7 @@ def child(variant: str, workload: str, model: str, audio_path: str, repeat: int)
         started = time.perf_counter()
         inner = work()
         times.append(inner if inner is not None else time.perf_counter() - started)
-    print(json.dumps({"times": times[1:], "duration": audio.size / 16000,
-                      "policy": os.environ.get("OMP_WAIT_POLICY"), "spincount": os.environ.get("GOMP_SPINCOUNT")}))
+    print(json.dumps({"times": times[1:], "duration": audio.size / 16000}))
 
 
 def main() -> None:
@@ -75,18 +72,30 @@ def main() -> None:
     parser.add_argument("--model", default="base")
     parser.add_argument("--audio", default="")
     parser.add_argument("--repeat", type=int, default=4)
+    parser.add_argument("--busy-cores", type=int, default=0)
     parser.add_argument("--child", nargs=2, metavar=("VARIANT", "WORKLOAD"))
     args = parser.parse_args()
     if not args.audio:
-        import pyannote.audio
-        args.audio = str(Path(pyannote.audio.__file__).parent / "sample" / "sample.wav")
+        sys.path.insert(0, str(ROOT))
+        from bench.quality import SAMPLE_DIR
+        args.audio = str(SAMPLE_DIR / "sample.wav")
     if args.child:
         child(args.child[0], args.child[1], args.model, args.audio, args.repeat)
         return
     env = {key: value for key, value in os.environ.items() if key not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env.update(PYANNOTE_METRICS_ENABLED="false", PYTHONWARNINGS="ignore")
     print(f"command: .venv/bin/python bench/threads.py --model {args.model} --repeat {args.repeat}"
+          + (f" --busy-cores {args.busy_cores}" if args.busy_cores else "")
           + (f" --audio {args.audio}" if "sample.wav" not in args.audio else ""))
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy_cores)]
+    try:
+        compare(args, env)
+    finally:
+        for hog in hogs:
+            hog.kill()
+
+
+def compare(args, env: dict[str, str]) -> None:
     print(f"audio: {Path(args.audio).name}; machine: {os.cpu_count()} cores; load at start: {os.getloadavg()[0]:.2f}")
     print("| workload | libgomp default s (median) | whisperless s (median) | speed-up | RTF default | RTF whisperless |")
     print("|---" * 6 + "|")

@@ -10,8 +10,10 @@ import warnings as _warnings
 # the spin before a waiting thread sleeps from 300k to 100 spins, and the many small parallel
 # regions of Whisper decoding and pyannote's embeddings then pay a futex wake-up each. ACTIVE
 # raises that to 1000 spins; GOMP_SPINCOUNT keeps the uncontended wait at libgomp's default (a few
-# ms, not ACTIVE's minutes), so idle threads still sleep. On 2 cores: transcription 1.7x faster,
-# diarization after a transcription 1.9x faster (bench/threads.py). A user's own setting wins.
+# ms, not ACTIVE's minutes), so idle threads still sleep. On 2 dedicated cores (a Lambda, a
+# container): transcription and diarization 1.7-1.85x faster. On cores shared with another busy
+# process, spinning costs time slices instead: 0.78x (bench/threads.py --busy-cores 1); set
+# OMP_WAIT_POLICY=PASSIVE there. A user's own setting wins.
 if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
     if {"torch", "ctranslate2"} & _sys.modules.keys():
         _warnings.warn(
