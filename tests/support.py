@@ -62,11 +62,13 @@ class Context:
 
 class Receiver:
     """A real HTTP callback receiver on 127.0.0.1: answers a scripted list of statuses
-    (the last repeats), optionally after a delay; records every request it got."""
+    (the last repeats), optionally after a delay; records every request it got. A GET is
+    answered with ``content`` (a file server for URL jobs)."""
 
-    def __init__(self, statuses=(200,), delay: float = 0.0):
+    def __init__(self, statuses=(200,), delay: float = 0.0, content: bytes = b""):
         self.statuses = list(statuses)
         self.delay = delay
+        self.content = content
         self.requests: list[tuple[dict, bytes]] = []
         self.lock = threading.Lock()
         receiver = self
@@ -85,6 +87,12 @@ class Receiver:
                     self.end_headers()
                 except OSError:
                     pass  # the caller gave up (timeout)
+
+            def do_GET(self):  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(receiver.content)))
+                self.end_headers()
+                self.wfile.write(receiver.content)
 
             def log_message(self, *args):
                 pass

@@ -156,6 +156,30 @@ def test_an_oversized_upload_is_answered_not_retried(aws, mp3):
 # ------------------------------------------------------------------ the dead-letter queue
 
 
+def test_a_url_job_failing_on_its_last_delivery_is_answered_before_the_dlq(aws, mp3, monkeypatch):
+    """As for uploads: a URL job whose audio was fetched and stored, but cannot be read back
+    on the message's last delivery, writes a retries_exhausted document and calls back."""
+    from whisperless.events import UrlJob
+
+    source, hook = Receiver(content=mp3), Receiver([200])
+    try:
+        def s3_down(*args, **kwargs):
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "internal error"}}, "GetObject")
+
+        monkeypatch.setattr(aws["transcriber"].s3, "download_file", s3_down)
+        job = UrlJob(job_id="j-last", bucket=BUCKET, key="uploads/j-last/a.mp3", url=source.url,
+                     params={"callbackURL": hook.url})
+        with pytest.raises(ClientError):  # the message fails, and the queue moves it to the DLQ
+            aws["transcriber"].handle(job, Context(), receive_count=3)
+        document = result(aws["s3"], "uploads/j-last/a.mp3")
+        assert document["status"] == "failed" and document["error"]["code"] == "retries_exhausted"
+        ((headers, body),) = hook.requests
+        assert Webhook(SECRET).verify(body, headers)["error"]["code"] == "retries_exhausted"
+    finally:
+        source.close()
+        hook.close()
+
+
 def test_a_message_that_keeps_failing_lands_in_the_dlq_with_its_reason(monkeypatch, app_module, mp3, caplog):
     """maxReceiveCount 3, as template.yaml. S3 refuses every download (an infrastructure
     fault: retried, never answered as bad input). The third receive writes a

@@ -119,9 +119,12 @@ class Transcriber:
             reason = f"bucket {job.bucket!r} is not this deployment's bucket"
             log.error("skipped %s: %s", job.key, reason)
             return {"status": "skipped", "reason": reason, "key": job.key}
-        config, runner = self._url_runner if isinstance(job, UrlJob) else self._object_runner
-        config.register_lambda_context(context or _Deadline(float(os.environ.get("WORKER_JOB_SECONDS", "900"))))
         final = receive_count is not None and receive_count >= self.settings.max_receive_count
+        return self._run(job, context or _Deadline(float(os.environ.get("WORKER_JOB_SECONDS", "900"))), final)
+
+    def _run(self, job: ObjectJob | UrlJob, context: Any, final: bool) -> dict:
+        config, runner = self._url_runner if isinstance(job, UrlJob) else self._object_runner
+        config.register_lambda_context(context)
         # The flag rides along in the payload; the idempotency key is built from the job fields only.
         return runner(job={**asdict(job), "final_attempt": final})
 
@@ -209,9 +212,11 @@ class Transcriber:
                 self._give_up(job_id, bucket, key, exc, metadata.get(CALLBACK), {"url": job["url"]})
             raise
         # The upload also raises an S3 event for this object; both paths share this
-        # idempotency key, so whichever comes second is a no-op.
-        return self.handle(ObjectJob(bucket=bucket, key=key, etag=head["ETag"].strip('"'),
-                                     version_id=head.get("VersionId")))
+        # idempotency key, so whichever comes second is a no-op. Same invocation: its deadline
+        # and whether this is the message's last delivery carry over.
+        return self._run(ObjectJob(bucket=bucket, key=key, etag=head["ETag"].strip('"'),
+                                   version_id=head.get("VersionId")),
+                         self._url_runner[0].lambda_context, job.get("final_attempt", False))
 
     def _fail_without_audio(self, job_id, bucket, key, exc, metadata, source) -> dict:
         document = failed_document(job_id, exc, source)
