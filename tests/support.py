@@ -75,24 +75,25 @@ class Receiver:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self._answer(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+            def do_GET(self):  # noqa: N802
+                self._answer(b"")
+
+            def _answer(self, body: bytes) -> None:
                 with receiver.lock:
                     receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
                     status = receiver.statuses.pop(0) if len(receiver.statuses) > 1 else receiver.statuses[0]
                 if receiver.delay:
                     time.sleep(receiver.delay)
+                content = receiver.content if self.command == "GET" and status == 200 else b""
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Length", "0")
+                    self.send_header("Content-Length", str(len(content)))
                     self.end_headers()
+                    self.wfile.write(content)
                 except OSError:
                     pass  # the caller gave up (timeout)
-
-            def do_GET(self):  # noqa: N802
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(receiver.content)))
-                self.end_headers()
-                self.wfile.write(receiver.content)
 
             def log_message(self, *args):
                 pass
