@@ -18,7 +18,6 @@ import os
 import tempfile
 import time
 from dataclasses import asdict
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
@@ -96,8 +95,9 @@ class Transcriber:
             self._engine = Engine()
         return self._engine
 
-    @cached_property
+    @property
     def webhook_secret(self) -> str:
+        # Not cached here: Powertools caches the secret for max_age, so a rotation is picked up.
         if self.settings.webhook_secret:
             return self.settings.webhook_secret
         if self.settings.webhook_secret_arn:
