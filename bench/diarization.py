@@ -28,7 +28,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 
 
 class RssSampler(threading.Thread):

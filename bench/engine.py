@@ -86,7 +86,7 @@ def main() -> None:
         sys.path.insert(0, str(ROOT))
         from bench.quality import SAMPLE_DIR
         args.audio = str(SAMPLE_DIR / "sample.wav")
-    env = {**os.environ, "PYANNOTE_METRICS_ENABLED": "false", "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     print(f"command: .venv/bin/python bench/engine.py --models {args.models} --repeat {args.repeat}"
           + (f" --audio {args.audio}" if "sample.wav" not in args.audio else ""))
     print(f"audio: {Path(args.audio).name}; machine: {os.cpu_count()} cores")

@@ -21,7 +21,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 
 from bench.corpus import build, wer_by_kind  # noqa: E402
 

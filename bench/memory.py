@@ -22,7 +22,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 
 STAGES = ("decode", "load_diarization", "diarize", "load_whisper", "transcribe", "merge")
 

@@ -5,19 +5,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from pathlib import Path
 
-os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
-
-import whisperless  # noqa: E402,F401 - first: sets the OpenMP wait policy torch reads
-import jiwer  # noqa: E402
-import pyannote.audio  # noqa: E402
-from pyannote.core import Annotation, Segment  # noqa: E402
-from pyannote.database.util import load_rttm  # noqa: E402
-from pyannote.metrics.diarization import DiarizationErrorRate  # noqa: E402
+import whisperless  # noqa: F401 - first: OpenMP wait policy and no telemetry, before torch/pyannote load
+import jiwer
+import pyannote.audio
+from pyannote.core import Annotation, Segment
+from pyannote.database.util import load_rttm
+from pyannote.metrics.diarization import DiarizationErrorRate
 
 SAMPLE_DIR = Path(pyannote.audio.__file__).parent / "sample"
 

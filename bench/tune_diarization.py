@@ -8,13 +8,11 @@ default threshold is the one with the lowest mean DER over all of them.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 
 import whisperless  # noqa: E402,F401 - first: sets the OpenMP wait policy torch reads
 from pyannote.core import Annotation, Segment  # noqa: E402

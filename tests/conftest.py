@@ -12,9 +12,8 @@ sys.path.insert(0, str(ROOT))  # bench.synth / bench.quality are shared with the
 
 os.environ.setdefault("WHISPERLESS_CACHE", str(ROOT / ".cache" / "whisperless"))
 os.environ.setdefault("WHISPERLESS_OFFLINE", "1")
-os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 
-import whisperless  # noqa: E402,F401 - before any torch import: sets the OpenMP wait policy
+import whisperless  # noqa: E402,F401 - before any torch import: OpenMP wait policy, no pyannote telemetry
 
 
 @pytest.fixture(scope="session")

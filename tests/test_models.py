@@ -83,6 +83,7 @@ def test_campplus_loads_strictly_and_separates_real_speakers(sample_dir):
 def test_diarization_pipeline_is_loaded_once_per_process():
     first = models.load_diarization()
     assert models.load_diarization() is first
+    assert models.load_diarization(models.default_diarization_model()) is first  # the engine passes the name
 
 
 def _env_without_wait_policy() -> dict[str, str]:

@@ -74,7 +74,7 @@ def test_a_worker_killed_mid_job_leaves_the_job_to_the_next_exactly_once(moto_se
            "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION, "QUEUE_URL": queues["queue"],
            "BUCKET_NAME": BUCKET, "JOBS_TABLE": "jobs", "IDEMPOTENCY_TABLE": "idempotency",
            "WEBHOOK_SECRET": SECRET, "ALLOW_LOCAL_CALLBACKS": "true", "WHISPERLESS_MODEL": "tiny.en",
-           "PYANNOTE_METRICS_ENABLED": "false", "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1"}
     env.pop("WORKER_JOB_SECONDS", None)
     marker = tmp_path / "transcribing"
     workers: list[subprocess.Popen] = []

@@ -18,7 +18,6 @@ from whisperless.events import InvalidEvent, jobs_from_payload
 from whisperless.settings import settings
 from whisperless.worker import Transcriber, process_message
 
-os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"whisperless"})  # our logs as JSON too

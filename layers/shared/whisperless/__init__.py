@@ -14,6 +14,9 @@ import warnings as _warnings
 # container): transcription and diarization 1.7-1.85x faster. On cores shared with another busy
 # process, spinning costs time slices instead: 0.78x (bench/threads.py --busy-cores 1); set
 # OMP_WAIT_POLICY=PASSIVE there. A user's own setting wins.
+# pyannote reads this when it is first imported, and phones home unless it is "false".
+_os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
+
 if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
     if {"torch", "ctranslate2"} & _sys.modules.keys():
         _warnings.warn(

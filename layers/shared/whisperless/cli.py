@@ -93,7 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
     if not args.verbose:
         import warnings
 

@@ -164,9 +164,14 @@ def _whisper_device() -> tuple[str, str]:
     return "cpu", "int8"
 
 
-@lru_cache(maxsize=4)
 def load_whisper(name: str | None = None):
     """Load (once per process) a faster-whisper model on CUDA (float16) or CPU (int8)."""
+    # The cache is keyed by the filled-in name: load_whisper() and load_whisper("base") are one model.
+    return _load_whisper(name or default_whisper_model())
+
+
+@lru_cache(maxsize=4)
+def _load_whisper(name: str):
     from faster_whisper import WhisperModel
 
     resolved = resolve_whisper_model(name)
@@ -177,7 +182,7 @@ def load_whisper(name: str | None = None):
                              download_root=str(cache_dir() / "hub"))
     except Exception as exc:  # network, missing files, bad folder: one clear message
         raise ModelUnavailable(
-            f"cannot load whisper model {name or default_whisper_model()!r} ({resolved}): {exc}. "
+            f"cannot load whisper model {name!r} ({resolved}): {exc}. "
             f"Offline names: {', '.join(_OFFLINE_WHISPER)}, or a CTranslate2 model folder."
         ) from exc
     return model
@@ -198,11 +203,13 @@ def _torch_device():
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
-@lru_cache(maxsize=2)
 def load_diarization(name: str | None = None):
     """Load (once per process) a pyannote diarization pipeline."""
-    os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")  # pyannote phones home otherwise
-    name = name or default_diarization_model()
+    return _load_diarization(name or default_diarization_model())
+
+
+@lru_cache(maxsize=2)
+def _load_diarization(name: str):
     if name == "campplus":
         pipeline = _campplus_pipeline()
     else:

@@ -136,7 +136,6 @@ class LocalStack:
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
-            "PYANNOTE_METRICS_ENABLED": "false",
         })
         for name, value in env.items():
             # What is a deployment parameter in the template may be set by the caller, as
