@@ -103,10 +103,6 @@ def build(minutes: float) -> tuple[Path, list[dict]]:
     return wav, parts
 
 
-def words_of(doc: dict) -> list[dict]:
-    return [w for s in doc.get("segments", []) for w in s.get("words", [])]
-
-
 def wer_by_kind(words: list[dict], parts: list[dict]) -> dict[str, float]:
     """Corpus WER per kind over complete parts; hypothesis words go to the part holding their midpoint."""
     import jiwer

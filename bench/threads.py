@@ -31,7 +31,8 @@ WORKLOADS = ("bare faster-whisper", "whisperless transcribe", "diarize after tra
 VARIANTS = ("libgomp default", "whisperless")
 
 
-def child(variant: str, workload: str, model: str, audio_path: str, repeat: int) -> None:
+def child(workload: str, model: str, audio_path: str, repeat: int) -> None:
+    """The variant is in the environment this process was started with."""
     from whisperless import models
     from whisperless.audio import decode_audio
     from whisperless.options import TranscriptionOptions
@@ -73,17 +74,17 @@ def main() -> None:
     parser.add_argument("--audio", default="")
     parser.add_argument("--repeat", type=int, default=4)
     parser.add_argument("--busy-cores", type=int, default=0)
-    parser.add_argument("--child", nargs=2, metavar=("VARIANT", "WORKLOAD"))
+    parser.add_argument("--child", metavar="WORKLOAD")
     args = parser.parse_args()
     if not args.audio:
         sys.path.insert(0, str(ROOT))
         from bench.quality import SAMPLE_DIR
         args.audio = str(SAMPLE_DIR / "sample.wav")
     if args.child:
-        child(args.child[0], args.child[1], args.model, args.audio, args.repeat)
+        child(args.child, args.model, args.audio, args.repeat)
         return
     env = {key: value for key, value in os.environ.items() if key not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    env.update(PYANNOTE_METRICS_ENABLED="false", PYTHONWARNINGS="ignore")
+    env["PYTHONWARNINGS"] = "ignore"
     print(f"command: .venv/bin/python bench/threads.py --model {args.model} --repeat {args.repeat}"
           + (f" --busy-cores {args.busy_cores}" if args.busy_cores else "")
           + (f" --audio {args.audio}" if "sample.wav" not in args.audio else ""))
@@ -104,7 +105,7 @@ def compare(args, env: dict[str, str]) -> None:
         for variant in VARIANTS:
             variant_env = {**env, "GOMP_SPINCOUNT": "300000"} if variant == "libgomp default" else env
             run = subprocess.run([sys.executable, __file__, "--model", args.model, "--audio", args.audio,
-                                  "--repeat", str(args.repeat), "--child", variant, workload],
+                                  "--repeat", str(args.repeat), "--child", workload],
                                  capture_output=True, text=True, env=variant_env, cwd=ROOT)
             if run.returncode:
                 sys.exit(f"{workload} / {variant} failed:\n{run.stderr}")

@@ -120,7 +120,6 @@ def api(make_api):
 # ------------------------------------------------------------------ events from requests
 
 
-ROUTES = {("POST", "/v1/transcriptions"), ("POST", "/v1/uploads"), ("GET", "/v1/openapi.json")}
 
 
 def invoke(app_module, event: dict, context: Context | None = None) -> Answer:

@@ -22,7 +22,6 @@ BUCKET = "whisperless-reliability"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 API_BASE = "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"
 KEY_A = "wl_reliability_client_a"
-KEY_B = "wl_reliability_client_b"
 KEY_OFF = "wl_reliability_disabled"
 
 

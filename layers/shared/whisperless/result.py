@@ -18,7 +18,7 @@ def _segment_doc(segment: Segment, with_speakers: bool) -> dict[str, Any]:
     words = []
     for w in segment.words:
         word = {"word": w.word, "start": _t(w.start), "end": _t(w.end), "timestamp": _t(w.end),
-                "probability": round(min(1.0, max(0.0, w.probability)), 4)}
+                "probability": round(w.probability, 4)}  # clamped in transcribe
         if with_speakers:
             word["speaker"] = w.speaker
         words.append(word)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -80,10 +80,10 @@ class LocalTemplate:
             return self.physical_name(name)
         raise KeyError(name)
 
-    def resolve(self, value: Any, conditions: Callable[[str], bool] = lambda name: False) -> Any:
+    def resolve(self, value: Any) -> Any:
         """Resolve Ref, GetAtt (Arn), Sub, If and Join; anything else raises KeyError."""
         if isinstance(value, list):
-            return [self.resolve(v, conditions) for v in value]
+            return [self.resolve(v) for v in value]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
@@ -98,15 +98,15 @@ class LocalTemplate:
             if key == "Fn::Sub":
                 text = arg if isinstance(arg, str) else arg[0]
                 return re.sub(r"\$\{([^}!]+)\}", lambda m: self.ref(m.group(1)), text)
-            if key == "Fn::If":
-                name, yes, no = arg
-                return self.resolve(yes if conditions(name) else no, conditions)
+            if key == "Fn::If":  # the local stack sets no Conditions: every one is false
+                _, _, no = arg
+                return self.resolve(no)
             if key == "Fn::Join":
                 sep, items = arg
-                return sep.join(str(i) for i in self.resolve(items, conditions))
+                return sep.join(str(i) for i in self.resolve(items))
             if key.startswith("Fn::") or key == "Condition":
                 raise KeyError(key)
-        return {k: self.resolve(v, conditions) for k, v in value.items()}
+        return {k: self.resolve(v) for k, v in value.items()}
 
     def function_environment(self, logical: str) -> dict[str, str]:
         """Globals plus the function's own variables; values that need AWS (e.g. a secret ARN) are left out."""

@@ -48,9 +48,7 @@ class Segment:
 @dataclass
 class Transcript:
     language: str
-    language_probability: float
     segments: list[Segment]
-    batched: bool
 
 
 def check_model_supports(multilingual: bool, options: TranscriptionOptions) -> None:
@@ -95,5 +93,4 @@ def transcribe(model, audio: np.ndarray, options: TranscriptionOptions) -> Trans
             for w in (seg.words or [])
         ]
         out.append(Segment(start=float(seg.start), end=float(seg.end), text=seg.text.strip(), words=words))
-    return Transcript(language=info.language, language_probability=float(info.language_probability),
-                      segments=out, batched=batched)
+    return Transcript(language=info.language, segments=out)
