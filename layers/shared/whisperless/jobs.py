@@ -44,7 +44,7 @@ def _plain(value: Any) -> Any:
 class JobStore:
     """One item per job: status, where its audio and result are, stages, callback outcome."""
 
-    def __init__(self, table, ttl_days: int = 30):
+    def __init__(self, table, ttl_days: int):
         self.table = table
         self.ttl_days = ttl_days
 

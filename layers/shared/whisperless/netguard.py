@@ -431,6 +431,12 @@ def _remove(path) -> None:
         pass
 
 
+
+def passing_failure(status: int) -> bool:
+    """An HTTP answer that may clear up later (5xx, 408, 429): worth retrying, for downloads
+    and callbacks alike; any other failure will not change."""
+    return status >= 500 or status in (408, 429)
+
 def download(
     url: str,
     dest: str | os.PathLike,
@@ -455,7 +461,6 @@ def download(
             + (" (redirects are not followed)" if 300 <= response.status < 400 else ""),
             field=field,
         )
-        # A 5xx/408/429 may clear up later; other answers will not.
-        error.permanent = not (response.status >= 500 or response.status in (408, 429))
+        error.permanent = not passing_failure(response.status)
         raise error
     return response

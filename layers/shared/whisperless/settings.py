@@ -46,11 +46,11 @@ class Settings:
             queue_url=env.get("QUEUE_URL", ""),
             webhook_secret=env.get("WEBHOOK_SECRET", ""),
             webhook_secret_arn=env.get("WEBHOOK_SECRET_ARN", ""),
-            max_audio_bytes=int(env.get("MAX_AUDIO_BYTES", str(2 * 1024**3))),
-            max_receive_count=int(env.get("MAX_RECEIVE_COUNT", "3")),
+            max_audio_bytes=int(env.get("MAX_AUDIO_BYTES", cls.max_audio_bytes)),
+            max_receive_count=int(env.get("MAX_RECEIVE_COUNT", cls.max_receive_count)),
             allow_local_callbacks=_flag("ALLOW_LOCAL_CALLBACKS"),
-            job_ttl_days=int(env.get("JOB_TTL_DAYS", "30")),
-            result_wait_seconds=float(env.get("RESULT_WAIT_SECONDS", "25")),
+            job_ttl_days=int(env.get("JOB_TTL_DAYS", cls.job_ttl_days)),
+            result_wait_seconds=float(env.get("RESULT_WAIT_SECONDS", cls.result_wait_seconds)),
             defaults=defaults,
         )
 

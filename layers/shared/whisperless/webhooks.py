@@ -28,8 +28,6 @@ from .errors import WhisperlessError
 SECRET_PREFIX = "whsec_"
 #: A receiver's Retry-After is honoured up to this many seconds.
 RETRY_AFTER_CAP = 30.0
-#: Besides 5xx, the statuses that mean "try again later".
-_RETRY_STATUSES = frozenset({408, 429})
 
 
 @dataclass
@@ -108,8 +106,7 @@ def _attempt(url, body, headers, allow_loopback, timeout):
         return status, None, False, None
     if 300 <= status < 400:
         return status, f"receiver answered HTTP {status}; redirects are not followed", False, None
-    retryable = status >= 500 or status in _RETRY_STATUSES
-    return status, f"receiver answered HTTP {status}", retryable, _retry_after(response.headers)
+    return status, f"receiver answered HTTP {status}", netguard.passing_failure(status), _retry_after(response.headers)
 
 
 def deliver(
