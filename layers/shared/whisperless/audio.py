@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from .errors import AudioError
+
+if TYPE_CHECKING:  # numpy stays out of light importers (the API), which only need SAMPLE_RATE
+    import numpy as np
 
 SAMPLE_RATE = 16000
 # A decoded hour is 230 MB of float32; past this we refuse rather than exhaust memory.
@@ -25,6 +27,7 @@ def decode_audio(path: str | Path, max_seconds: float = DEFAULT_MAX_SECONDS) -> 
     Raises ``AudioError`` with a code that says what was wrong.
     """
     import av  # deferred: the API layer imports this package without PyAV
+    import numpy as np
 
     path = Path(path)
     try:

@@ -24,7 +24,8 @@ from pyannote.audio.core.model import Model
 from pyannote.audio.models.blocks.pooling import StatsPool
 from torch import nn
 
-SAMPLE_RATE = 16000
+from .audio import SAMPLE_RATE
+
 NUM_MEL_BINS = 80
 EMBEDDING_DIM = 192
 # Chunks per network pass. The 2-D front end holds (chunks, 32, 80, frames) float32 activations,

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # numpy stays out of the API layer, which imports the result types
     import numpy as np
 
+from .audio import SAMPLE_RATE
 from .options import TranscriptionOptions
-
-SAMPLE_RATE = 16000
 
 
 @dataclass(frozen=True)

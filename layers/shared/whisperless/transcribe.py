@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # numpy stays out of the API layer, which imports the result types
     import numpy as np
 
+from .audio import SAMPLE_RATE
 from .errors import InvalidParameter
 from .options import TranscriptionOptions
 
-SAMPLE_RATE = 16000
 # Batched inference pays off on long audio (BENCHMARKS.md: 1.5x at 1 min, 2.3x at 10 and 60 min on
 # 2 CPU cores, same or better WER); short clips stay sequential.
 BATCHED_MIN_SECONDS = float(os.environ.get("WHISPERLESS_BATCHED_MIN_SECONDS", "60"))
