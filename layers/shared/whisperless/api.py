@@ -38,7 +38,7 @@ from . import apikeys, netguard
 from .errors import InvalidParameter
 from .events import AUDIO_EXTENSIONS
 from .jobs import JobStore, ResultStore
-from .options import TranscriptionOptions
+from .options import TranscriptionOptions, is_unset
 from .settings import Settings
 from .metadata import upload_metadata
 
@@ -145,7 +145,7 @@ def read_form(body: bytes, content_type: str | None) -> tuple[dict[str, Any], Up
         return parse_multipart(body, content_type or "")
     if media == "application/json" or (not media and not body):
         fields = parse_json(body)
-        if not _unset(_field(fields, "file")):
+        if not is_unset(_field(fields, "file")):
             raise ApiError(400, "invalid_parameter",
                            "a JSON body cannot carry the file: send multipart/form-data, or use POST /v1/uploads",
                            field="file")
@@ -215,16 +215,12 @@ def parse_multipart(body: bytes, content_type: str) -> tuple[dict[str, str], Upl
     return fields, upload
 
 
-def _unset(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
 def contract_params(fields: Mapping[str, Any]) -> dict[str, Any]:
     """The contract's fields among ``fields`` (any case), canonically named; unset ones dropped."""
     params: dict[str, Any] = {}
     for name, value in fields.items():
         canonical = _CANONICAL.get(str(name).lower())
-        if canonical not in CONTRACT_FIELDS or _unset(value):
+        if canonical not in CONTRACT_FIELDS or is_unset(value):
             continue
         if not isinstance(value, (str, bool, int, float)):
             raise ApiError(400, "invalid_parameter", f"{canonical} must be a string, number or boolean",
@@ -380,7 +376,7 @@ class Api:
 
     def job_request(self, fields: Mapping[str, Any], upload: UploadedFile | None) -> JobRequest:
         url = _field(fields, "url")
-        url = None if _unset(url) else url
+        url = None if is_unset(url) else url
         if url is not None and upload is not None:
             raise ApiError(400, "invalid_parameter", "send either file or url, not both", field="url")
         if url is None and upload is None:

@@ -1,4 +1,4 @@
-"""Command line: ``whisperless transcribe FILE ...`` (and, later, ``whisperless serve``).
+"""Command line: ``whisperless transcribe FILE ...``, ``whisperless serve`` and ``whisperless demo``.
 
 The result goes to stdout; progress and logs go to stderr; a bad input exits
 non-zero with a one-line error.
@@ -7,12 +7,12 @@ non-zero with a one-line error.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 
 from .errors import WhisperlessError
+from .formats import RENDERERS
 
 
 def _transcribe(args: argparse.Namespace) -> int:
@@ -32,14 +32,9 @@ def _transcribe(args: argparse.Namespace) -> int:
         raise WhisperlessError(f"no such file: {args.file}", code="file_not_found")
 
     from .engine import Engine
-    from .formats import RENDERERS
 
     doc = Engine(whisper_model=args.model).run(args.file, options, source={"file": os.path.basename(args.file)})
-    if args.format == "json":
-        json.dump(doc, sys.stdout, ensure_ascii=False, indent=2)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(RENDERERS[args.format](doc))
+    sys.stdout.write(RENDERERS[args.format](doc))
     return 0
 
 
@@ -69,9 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--language", help="ISO-639-1 code; default: detect")
     t.add_argument("--task", default="transcribe", help="transcribe | translate (to English)")
     t.add_argument("--initial-prompt", help="decoding hint: names, jargon")
-    t.add_argument("--model", help="tiny.en | base | a CTranslate2 folder | a hub id (default: %(default)s)",
-                   default=os.environ.get("WHISPERLESS_MODEL", "base"))
-    t.add_argument("--format", choices=("json", "srt", "vtt", "txt"), default="json")
+    t.add_argument("--model", help="tiny.en | base | a CTranslate2 folder | a hub id "
+                   "(default: $WHISPERLESS_MODEL, else base)")
+    t.add_argument("--format", choices=tuple(RENDERERS), default="json")
     t.set_defaults(run=_transcribe)
 
     s = commands.add_parser("serve", help="run the whole stack locally: S3/SQS/DynamoDB (moto), the HTTP API, a worker")
@@ -83,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_serve)
 
     d = commands.add_parser("demo", help="the local stack end to end on a bundled real recording, then stop")
-    d.add_argument("--format", choices=("json", "srt", "vtt", "txt"), default="json")
+    d.add_argument("--format", choices=tuple(RENDERERS), default="json")
     d.add_argument("--timeout", type=float, default=600, help="seconds to wait for the result")
     d.set_defaults(run=_demo)
     return parser

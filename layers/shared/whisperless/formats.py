@@ -1,7 +1,8 @@
-"""Render a result document as SRT, WebVTT or plain text."""
+"""Render a result document as JSON, SRT, WebVTT or plain text."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -41,4 +42,8 @@ def to_txt(doc: dict[str, Any]) -> str:
     return doc.get("text", "") + "\n"
 
 
-RENDERERS = {"srt": to_srt, "vtt": to_vtt, "txt": to_txt}
+def to_json(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
+
+
+RENDERERS = {"json": to_json, "srt": to_srt, "vtt": to_vtt, "txt": to_txt}

@@ -35,7 +35,8 @@ _FIELDS = {
 }
 
 
-def _unset(value: Any) -> bool:
+def is_unset(value: Any) -> bool:
+    """None or blank: the contract treats both as "not given"."""
     return value is None or (isinstance(value, str) and value.strip() == "")
 
 
@@ -96,7 +97,7 @@ class TranscriptionOptions:
             lowered = {str(k).lower(): v for k, v in source.items()}
             for name in _FIELDS:
                 value = lowered.get(name.lower())
-                if not _unset(value):
+                if not is_unset(value):
                     merged[name] = value
         kwargs: dict[str, Any] = {}
         if "diarization" in merged:

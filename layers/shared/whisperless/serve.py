@@ -440,12 +440,9 @@ def demo(args) -> int:
         document = json.loads(body)
         print(f"demo: s3://{info['bucket']}/{key}.json appeared after {time.monotonic() - started:.1f} s",
               file=sys.stderr)
-        if args.format == "json":
-            print(json.dumps(document, ensure_ascii=False, indent=2))
-        else:
-            from .formats import RENDERERS
+        from .formats import RENDERERS
 
-            sys.stdout.write(RENDERERS[args.format](document))
+        sys.stdout.write(RENDERERS[args.format](document))
         print("\nNext:\n"
               "  .venv/bin/whisperless serve        # keep the stack running: HTTP API, S3, web page\n"
               "  curl -H 'Authorization: Bearer KEY' -F file=@talk.mp3 -F diarization=true "
