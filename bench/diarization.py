@@ -30,6 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 class RssSampler(threading.Thread):
     """Peak resident set size, sampled from /proc every 20 ms (ru_maxrss covers the whole life)."""
 
@@ -37,20 +42,15 @@ class RssSampler(threading.Thread):
         super().__init__(daemon=True)
         self.interval, self.peak, self._done = interval, 0, threading.Event()
 
-    @staticmethod
-    def rss_mb() -> float:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
     def run(self) -> None:
         while not self._done.is_set():
-            self.peak = max(self.peak, self.rss_mb())
+            self.peak = max(self.peak, rss_mb())
             time.sleep(self.interval)
 
     def stop(self) -> float:
         self._done.set()
         self.join()
-        return max(self.peak, self.rss_mb())
+        return max(self.peak, rss_mb())
 
 
 def child(minutes: float, source: str) -> None:
@@ -66,7 +66,7 @@ def child(minutes: float, source: str) -> None:
     diarize(pipeline, audio[: 10 * 16000], TranscriptionOptions(diarization=True))  # warm-up
     if source == "path":
         del audio
-    before = RssSampler.rss_mb()
+    before = rss_mb()
     sampler = RssSampler()
     sampler.start()
     usage0 = resource.getrusage(resource.RUSAGE_SELF)

@@ -23,12 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.diarization import rss_mb  # noqa: E402
+
 STAGES = ("decode", "load_diarization", "diarize", "load_whisper", "transcribe", "merge")
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def child(audio: str, model: str) -> None:
@@ -37,7 +34,7 @@ def child(audio: str, model: str) -> None:
 
     def sample() -> None:
         while not stop.is_set():
-            timeline.append((time.perf_counter(), _rss_mb()))
+            timeline.append((time.perf_counter(), rss_mb()))
             time.sleep(0.02)
 
     thread = threading.Thread(target=sample, daemon=True)
@@ -45,7 +42,7 @@ def child(audio: str, model: str) -> None:
     from whisperless.engine import Engine
     from whisperless.options import TranscriptionOptions
 
-    after_imports = _rss_mb()
+    after_imports = rss_mb()
     engine = Engine(whisper_model=model)
     started = time.perf_counter()
     doc = engine.run(audio, TranscriptionOptions(diarization=True))
@@ -56,7 +53,7 @@ def child(audio: str, model: str) -> None:
     for name, seconds in doc["timings"].items():
         if name == "total":
             continue
-        inside = [rss for t, rss in timeline if clock <= t <= clock + seconds] or [_rss_mb()]
+        inside = [rss for t, rss in timeline if clock <= t <= clock + seconds] or [rss_mb()]
         stages[name] = {"seconds": seconds, "peak": max(inside), "end": inside[-1]}
         clock += seconds
     print(json.dumps({"duration": doc["duration"], "wall": wall, "after_imports": after_imports, "stages": stages,

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
+ACCOUNT = "123456789012"
 
 
 def set_aws_env(monkeypatch) -> None:
@@ -36,6 +37,20 @@ def wire_bucket_to_queue(s3, sqs, events, bucket: str, queue_name: str = "jobs",
     }))
     events.put_targets(Rule="audio-uploaded", Targets=[{"Id": "queue", "Arn": queue_arn}])
     return queue
+
+
+def sqs_event(messages: list[dict], queue_arn: str = f"arn:aws:sqs:{REGION}:{ACCOUNT}:jobs") -> dict:
+    """Lambda's SQS event for received messages (as the event source mapping builds it)."""
+    return {"Records": [{
+        "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+        "attributes": m.get("Attributes") or {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+        "md5OfBody": m.get("MD5OfBody", ""), "eventSource": "aws:sqs", "eventSourceARN": queue_arn,
+        "awsRegion": REGION} for m in messages]}
+
+
+def receive(sqs, queue: str, wait: int = 0) -> list[dict]:
+    return sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=wait,
+                               AttributeNames=["All"]).get("Messages", [])
 
 
 def create_tables(dynamodb, tables: dict[str, str]) -> None:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 from support import (  # noqa: F401 - shared with the reliability tests
-    REGION, Answer, Context, Receiver, create_tables, load_handler, set_aws_env, to_event, wire_bucket_to_queue,
+    ACCOUNT, REGION, Answer, Context, Receiver, create_tables, load_handler, receive, set_aws_env, sqs_event, to_event,
+    wire_bucket_to_queue,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-ACCOUNT = "123456789012"
 BUCKET = "whisperless-reliability"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 API_BASE = "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"
@@ -35,20 +35,6 @@ def create_resources(s3, sqs, events, dynamodb, *, visibility: int = 30, max_rec
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     create_tables(dynamodb, {"jobs": "id", "idempotency": "id", "apikeys": "keyHash"})
     return {"queue": queue, "dlq": dlq, "queue_arn": queue_arn}
-
-
-def sqs_event(messages: list[dict], queue_arn: str = f"arn:aws:sqs:{REGION}:{ACCOUNT}:jobs") -> dict:
-    """Lambda's SQS event for received messages (as the event source mapping builds it)."""
-    return {"Records": [{
-        "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-        "attributes": m.get("Attributes") or {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
-        "md5OfBody": m.get("MD5OfBody", ""), "eventSource": "aws:sqs", "eventSourceARN": queue_arn,
-        "awsRegion": REGION} for m in messages]}
-
-
-def receive(sqs, queue: str, wait: int = 0) -> list[dict]:
-    return sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=wait,
-                               AttributeNames=["All"]).get("Messages", [])
 
 
 def result(s3, key: str, bucket: str = BUCKET) -> dict | None:

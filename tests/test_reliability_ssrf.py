@@ -137,11 +137,6 @@ def api_app(api_stack):
 
 
 @pytest.fixture
-def api_aws(api_stack):
-    return api_stack[1]
-
-
-@pytest.fixture
 def aws(api_stack):
     return api_stack[1]
 
@@ -161,35 +156,35 @@ def _stored(aws) -> tuple:
 
 
 @pytest.mark.parametrize("url", UNSAFE)
-def test_an_unsafe_url_is_a_400_naming_url(api_app, api_aws, dns, connections, url):
-    before = _stored(api_aws)
+def test_an_unsafe_url_is_a_400_naming_url(api_app, aws, dns, connections, url):
+    before = _stored(aws)
     answer = _post(api_app, json={"url": url, "language": "en"})
     assert answer.status == 400, answer.json
     assert answer.json["error"]["field"] == "url"
     assert answer.json["error"]["code"] in ("unsafe_url", "invalid_parameter")
-    assert _stored(api_aws) == before
+    assert _stored(aws) == before
     assert connections["opened"] == []
 
 
 @pytest.mark.parametrize("url", UNSAFE)
-def test_an_unsafe_callback_url_is_a_400_naming_callback_url(api_app, api_aws, dns, connections, url):
+def test_an_unsafe_callback_url_is_a_400_naming_callback_url(api_app, aws, dns, connections, url):
     # The seed client's multipart form, with a file: the callback alone is at fault.
-    before = _stored(api_aws)
+    before = _stored(aws)
     answer = _post(api_app, data={"callbackURL": url, "diarization": ""}, files={"file": ("a.wav", wav_bytes())})
     assert answer.status == 400, answer.json
     assert answer.json["error"]["field"] == "callbackURL"
-    assert _stored(api_aws) == before
+    assert _stored(aws) == before
     assert connections["opened"] == []
 
 
-def test_a_safe_url_still_passes(api_app, api_aws, dns, connections):
+def test_a_safe_url_still_passes(api_app, aws, dns, connections):
     answer = _post(api_app, json={"url": "https://media.example.com/a.wav",
                                   "callbackURL": "https://hooks.example.com/whisperless"})
     assert answer.status == 202
     assert connections["opened"] == []  # the API checks addresses; it never fetches
-    (message,) = receive(api_aws["sqs"], api_aws["queue"])  # leave the shared stack as found
-    api_aws["sqs"].delete_message(QueueUrl=api_aws["queue"], ReceiptHandle=message["ReceiptHandle"])
-    api_aws["jobs"].delete_item(Key={"id": answer.json["id"]})
+    (message,) = receive(aws["sqs"], aws["queue"])  # leave the shared stack as found
+    aws["sqs"].delete_message(QueueUrl=aws["queue"], ReceiptHandle=message["ReceiptHandle"])
+    aws["jobs"].delete_item(Key={"id": answer.json["id"]})
 
 
 # ------------------------------------------------------------------ through the worker

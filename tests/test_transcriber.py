@@ -11,7 +11,9 @@ import boto3
 import pytest
 from moto import mock_aws
 from standardwebhooks.webhooks import Webhook
-from support import REGION, Context, Receiver, create_tables, load_handler, set_aws_env, wire_bucket_to_queue
+from support import (
+    REGION, Context, Receiver, create_tables, load_handler, receive, set_aws_env, sqs_event, wire_bucket_to_queue,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "whisperless-test-audio"
@@ -49,12 +51,7 @@ def aws(monkeypatch, app_module):
 
 def _drain(aws) -> dict:
     """Receive what the bucket's notifications put on the queue, as Lambda's SQS event."""
-    reply = aws["sqs"].receive_message(QueueUrl=aws["queue"], MaxNumberOfMessages=10)
-    records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "md5OfBody": "",
-                "eventSource": "aws:sqs", "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:jobs",
-                "awsRegion": REGION} for m in reply.get("Messages", [])]
-    return {"Records": records}
+    return sqs_event(receive(aws["sqs"], aws["queue"]))
 
 
 def _invoke(aws, event) -> dict:
@@ -199,10 +196,8 @@ def test_infrastructure_failure_reports_the_message_for_redelivery(aws, clip):
 def _job_message_event(job_id: str, url: str, receive_count: int) -> dict:
     body = {"jobId": job_id, "bucket": BUCKET, "key": f"uploads/{job_id}/talk.mp3", "url": url,
             "params": {"callbackURL": ""}}
-    return {"Records": [{"messageId": f"m-{job_id}-{receive_count}", "receiptHandle": "r", "body": json.dumps(body),
-                         "attributes": {"ApproximateReceiveCount": str(receive_count)}, "messageAttributes": {},
-                         "md5OfBody": "", "eventSource": "aws:sqs",
-                         "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:jobs", "awsRegion": REGION}]}
+    return sqs_event([{"MessageId": f"m-{job_id}-{receive_count}", "ReceiptHandle": "r", "Body": json.dumps(body),
+                       "Attributes": {"ApproximateReceiveCount": str(receive_count)}}])
 
 
 def test_a_passing_failure_is_retried_then_answered_on_the_last_delivery(aws):
