@@ -8,6 +8,7 @@ Every part keeps its reference text and speaker turns, so WER can be computed pe
 sample's two speakers and each espeak voice keep one label across the whole file.
 Files are cached under .cache/bench/ (git-ignored) and rebuilt only when missing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,7 @@ CONVERSATIONS = ((2, 8, 0), (3, 9, 3), (4, 12, 5), (3, 9, 6), (2, 8, 2), (4, 12,
 
 
 def _read(path: Path) -> np.ndarray:
-    from whisperless.audio import decode_audio
+    from whisperless.engine.audio import decode_audio
 
     return decode_audio(path)
 
@@ -65,11 +66,30 @@ def _synthetic_parts() -> list[tuple[np.ndarray, dict]]:
             sentences = SENTENCES[rotation:] + SENTENCES[:rotation]
             made = conversation(wav, speakers=speakers, turns=turns, sentences=sentences)
             # synth labels spk{i % speakers} = VOICES[i % speakers]: name the voice, global across parts
-            ref.write_text(json.dumps([{"start": t.start, "end": t.end, "text": t.text,
-                                        "speaker": "voice_" + VOICES[int(t.speaker[3:])]} for t in made]))
+            ref.write_text(
+                json.dumps(
+                    [
+                        {
+                            "start": t.start,
+                            "end": t.end,
+                            "text": t.text,
+                            "speaker": "voice_" + VOICES[int(t.speaker[3:])],
+                        }
+                        for t in made
+                    ]
+                )
+            )
         turns_ = json.loads(ref.read_text())
-        parts.append((_read(wav), {"kind": "synthetic", "text": " ".join(t["text"] for t in turns_),
-                                   "turns": [(t["start"], t["end"], t["speaker"]) for t in turns_]}))
+        parts.append(
+            (
+                _read(wav),
+                {
+                    "kind": "synthetic",
+                    "text": " ".join(t["text"] for t in turns_),
+                    "turns": [(t["start"], t["end"], t["speaker"]) for t in turns_],
+                },
+            )
+        )
     return parts
 
 
@@ -91,9 +111,16 @@ def build(minutes: float) -> tuple[Path, list[dict]]:
         offset = clock / SAMPLE_RATE
         end = offset + audio.size / SAMPLE_RATE
         full = audio.size == (real[0].size if k % 2 == 0 else synthetic[(k // 2) % len(synthetic)][0].size)
-        parts.append({"kind": meta["kind"], "start": offset, "end": end, "complete": full,
-                      "text": meta["text"],
-                      "turns": [(offset + s, min(offset + e, end), spk) for s, e, spk in meta["turns"] if offset + s < end]})
+        parts.append(
+            {
+                "kind": meta["kind"],
+                "start": offset,
+                "end": end,
+                "complete": full,
+                "text": meta["text"],
+                "turns": [(offset + s, min(offset + e, end), spk) for s, e, spk in meta["turns"] if offset + s < end],
+            }
+        )
         chunks += [audio, gap]
         clock += audio.size + gap.size
         k += 1
@@ -118,7 +145,7 @@ def wer_by_kind(words: list[dict], parts: list[dict]) -> dict[str, float]:
             j += 1
         if spans[j][0] <= mid < spans[j][1]:
             bins[j].append(w["word"])
-    for part, hyp in zip(parts, bins):
+    for part, hyp in zip(parts, bins, strict=True):
         if not part.get("complete", True):
             continue
         refs.setdefault(part["kind"], []).append(normalise(part["text"]))
@@ -154,7 +181,9 @@ def main() -> None:
         wav, parts = build(float(m))
         speakers = {t[2] for p in parts for t in p["turns"]}
         kinds = [p["kind"] for p in parts]
-        print(f"| {m} | {wav.relative_to(ROOT)} | {kinds.count('real')} / {kinds.count('synthetic')} | {len(speakers)} |")
+        print(
+            f"| {m} | {wav.relative_to(ROOT)} | {kinds.count('real')} / {kinds.count('synthetic')} | {len(speakers)} |"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ With ``--repeat N`` the variants alternate N times; the median run is reported.
 Reported: real-time factor (audio s / diarize s), CPU user/sys seconds, peak RSS of the
 process and its growth during diarization, DER against the corpus reference (bench/corpus.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,13 +56,14 @@ class RssSampler(threading.Thread):
 
 def child(minutes: float, source: str) -> None:
     from bench.corpus import build, der_of
-    from whisperless import models
-    from whisperless.audio import decode_audio
-    from whisperless.diarize import _turns, diarize
-    from whisperless.options import TranscriptionOptions
+    from whisperless.config import EngineSettings
+    from whisperless.contract.options import TranscriptionOptions
+    from whisperless.engine import models
+    from whisperless.engine.audio import decode_audio
+    from whisperless.engine.diarize import _turns, diarize
 
     wav, parts = build(minutes)
-    pipeline = models.load_diarization("campplus")
+    pipeline = models.load_diarization("campplus", EngineSettings.from_env())
     audio = decode_audio(wav)
     diarize(pipeline, audio[: 10 * 16000], TranscriptionOptions(diarization=True))  # warm-up
     if source == "path":
@@ -81,13 +83,21 @@ def child(minutes: float, source: str) -> None:
     seconds = time.perf_counter() - started
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
     peak = sampler.stop()
-    print(json.dumps({
-        "duration": duration, "seconds": seconds,
-        "user": usage1.ru_utime - usage0.ru_utime, "sys": usage1.ru_stime - usage0.ru_stime,
-        "rss_before_mb": before, "peak_mb": peak, "maxrss_mb": usage1.ru_maxrss / 1024,
-        "der": der_of([(t.start, t.end, t.speaker) for t in turns], parts),
-        "speakers": len({t.speaker for t in turns}),
-    }))
+    print(
+        json.dumps(
+            {
+                "duration": duration,
+                "seconds": seconds,
+                "user": usage1.ru_utime - usage0.ru_utime,
+                "sys": usage1.ru_stime - usage0.ru_stime,
+                "rss_before_mb": before,
+                "peak_mb": peak,
+                "maxrss_mb": usage1.ru_maxrss / 1024,
+                "der": der_of([(t.start, t.end, t.speaker) for t in turns], parts),
+                "speakers": len({t.speaker for t in turns}),
+            }
+        )
+    )
 
 
 def pyav_ffmpeg_dir() -> str:
@@ -112,13 +122,15 @@ def pyav_ffmpeg_dir() -> str:
 
 def checkout(ref: str) -> str:
     """A commit's layers/shared, extracted once under .cache/bench/; returns a PYTHONPATH entry."""
-    sha = subprocess.run(["git", "rev-parse", "--short", ref], cwd=ROOT, check=True, capture_output=True,
-                         text=True).stdout.strip()
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", ref], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.strip()
     target = ROOT / ".cache" / "bench" / f"ref-{sha}"
     if not (target / "layers" / "shared" / "whisperless").is_dir():
         target.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", sha, "layers/shared"], cwd=ROOT, check=True,
-                                 capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "archive", sha, "layers/shared"], cwd=ROOT, check=True, capture_output=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
     return str(target / "layers" / "shared")
 
@@ -133,12 +145,16 @@ def main() -> None:
     if args.child:
         child(float(args.child[0]), args.child[1])
         return
-    print(f"command: .venv/bin/python bench/diarization.py --minutes {args.minutes} --variants {args.variants} "
-          f"--repeat {args.repeat}")
+    print(
+        f"command: .venv/bin/python bench/diarization.py --minutes {args.minutes} --variants {args.variants} "
+        f"--repeat {args.repeat}"
+    )
     print(f"machine: {os.cpu_count()} cores; load at start: {os.getloadavg()[0]:.2f}")
     print(f"repeats: {args.repeat}, variants alternated, median run shown")
-    print("| minutes | code | input | embedding batch | env | diarize s (median) | runs s | RTF | CPU user s | "
-          "CPU sys s | RSS before MB | peak RSS MB | growth MB | DER | speakers |")
+    print(
+        "| minutes | code | input | embedding batch | env | diarize s (median) | runs s | RTF | CPU user s | "
+        "CPU sys s | RSS before MB | peak RSS MB | growth MB | DER | speakers |"
+    )
     print("|---" * 15 + "|")
     for minutes in args.minutes.split(","):
         runs: dict[str, list[dict]] = {v: [] for v in args.variants.split(",")}
@@ -152,14 +168,18 @@ def main() -> None:
                     env["LD_LIBRARY_PATH"] = pyav_ffmpeg_dir()
                 if ref:
                     env["PYTHONPATH"] = checkout(ref)
-                run = subprocess.run([sys.executable, __file__, "--child", minutes, source],
-                                     capture_output=True, text=True, env=env)
+                run = subprocess.run(
+                    [sys.executable, __file__, "--child", minutes, source], capture_output=True, text=True, env=env
+                )
                 if run.returncode:
                     print(f"  {variant}: failed: {(run.stderr.strip().splitlines() or ['?'])[-1]}", file=sys.stderr)
                     continue
                 runs[variant].append(json.loads(run.stdout.strip().splitlines()[-1]))
-                print(f"  {minutes} min {variant}: {runs[variant][-1]['seconds']:.1f} s "
-                      f"(load {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
+                print(
+                    f"  {minutes} min {variant}: {runs[variant][-1]['seconds']:.1f} s (load {os.getloadavg()[0]:.2f})",
+                    file=sys.stderr,
+                    flush=True,
+                )
         for variant, results in runs.items():
             if not results:
                 print(f"| {minutes} | {variant} | failed |", flush=True)
@@ -169,11 +189,14 @@ def main() -> None:
             r = sorted(results, key=lambda x: x["seconds"])[len(results) // 2]
             each = " / ".join(f"{x['seconds']:.0f}" for x in results)
             code = f"commit {Path(checkout(ref)).parents[1].name[4:]}" if ref else "this tree"
-            print(f"| {minutes} | {code} | {source} | {batch} | {' '.join(extra) or '-'} | {r['seconds']:.1f} | "
-                  f"{each} | "
-                  f"{r['duration'] / r['seconds']:.1f}x | {r['user']:.0f} | {r['sys']:.0f} | "
-                  f"{r['rss_before_mb']:.0f} | {r['peak_mb']:.0f} | {r['peak_mb'] - r['rss_before_mb']:.0f} | "
-                  f"{r['der']:.3f} | {r['speakers']} |", flush=True)
+            print(
+                f"| {minutes} | {code} | {source} | {batch} | {' '.join(extra) or '-'} | {r['seconds']:.1f} | "
+                f"{each} | "
+                f"{r['duration'] / r['seconds']:.1f}x | {r['user']:.0f} | {r['sys']:.0f} | "
+                f"{r['rss_before_mb']:.0f} | {r['peak_mb']:.0f} | {r['peak_mb'] - r['rss_before_mb']:.0f} | "
+                f"{r['der']:.3f} | {r['speakers']} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

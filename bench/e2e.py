@@ -8,6 +8,7 @@ Latency: S3 PUT of the file to the stack's bucket until `<key>.json` is listed n
 models load) and then warm ones. Throughput: N uploads at once from N threads; time until all
 N results exist, each checked to be `completed`; nothing may be lost or duplicated.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,12 @@ def main() -> None:
     parser.add_argument("--latency-runs", type=int, default=3)
     parser.add_argument("--diarization", action="store_true")
     parser.add_argument("--timeout", type=float, default=1800)
-    parser.add_argument("--poll", type=float, default=0.2,
-                        help="seconds between result listings (moto shares the worker's process and GIL)")
+    parser.add_argument(
+        "--poll",
+        type=float,
+        default=0.2,
+        help="seconds between result listings (moto shares the worker's process and GIL)",
+    )
     args = parser.parse_args()
     import boto3
 
@@ -44,14 +49,21 @@ def main() -> None:
     started_stack = time.perf_counter()
     with running_stack(model=args.model, startup_timeout=300) as info:
         startup = time.perf_counter() - started_stack
-        s3 = boto3.client("s3", endpoint_url=info["s3"], region_name="us-east-1",
-                          aws_access_key_id="local", aws_secret_access_key="local")
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=info["s3"],
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
         bucket = info["bucket"]
 
         def results(prefix: str) -> set[str]:
             keys, token = set(), None
             while True:
-                page = s3.list_objects_v2(Bucket=bucket, Prefix=prefix, **({"ContinuationToken": token} if token else {}))
+                page = s3.list_objects_v2(
+                    Bucket=bucket, Prefix=prefix, **({"ContinuationToken": token} if token else {})
+                )
                 keys |= {o["Key"] for o in page.get("Contents", []) if o["Key"].endswith(".json")}
                 if not page.get("IsTruncated"):
                     return keys
@@ -84,34 +96,52 @@ def main() -> None:
         prefix = "burst/"
         t0 = time.perf_counter()
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            list(pool.map(lambda i: s3.put_object(Bucket=bucket, Key=f"{prefix}{i:02d}.wav", Body=body,
-                                                  Metadata=metadata), range(args.jobs)))
+            list(
+                pool.map(
+                    lambda i: s3.put_object(Bucket=bucket, Key=f"{prefix}{i:02d}.wav", Body=body, Metadata=metadata),
+                    range(args.jobs),
+                )
+            )
         uploaded = time.perf_counter() - t0
         done = wait_for(prefix, args.jobs) - t0
         time.sleep(2)  # anything extra (a duplicate job) would show up as a second write, not a new key
         keys = results(prefix)
         statuses = [status(k) for k in sorted(keys)]
         # The queue must be empty afterwards: nothing left behind, nothing in flight.
-        sqs = boto3.client("sqs", endpoint_url=info["s3"], region_name="us-east-1",
-                           aws_access_key_id="local", aws_secret_access_key="local")
+        sqs = boto3.client(
+            "sqs",
+            endpoint_url=info["s3"],
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
         leftover = {}
         for url in sqs.list_queues().get("QueueUrls", []):
-            attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=[
-                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+            attrs = sqs.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+            )["Attributes"]
             leftover[url.rsplit("/", 1)[-1]] = sum(int(v) for v in attrs.values())
 
     mode = "with diarization" if args.diarization else "no diarization"
-    print(f"command: .venv/bin/python bench/e2e.py --model {args.model} --jobs {args.jobs} "
-          f"--latency-runs {args.latency_runs}" + (" --diarization" if args.diarization else "")
-          + (f" --poll {args.poll}" if args.poll != 0.2 else ""))
+    print(
+        f"command: .venv/bin/python bench/e2e.py --model {args.model} --jobs {args.jobs} "
+        f"--latency-runs {args.latency_runs}"
+        + (" --diarization" if args.diarization else "")
+        + (f" --poll {args.poll}" if args.poll != 0.2 else "")
+    )
     print(f"machine: {os.cpu_count()} cores; load at end: {os.getloadavg()[0]:.2f}; stack start-up {startup:.1f} s")
-    print("| model | mode | first job (cold) s | warm latency s (median) | warm runs s | of which engine s | "
-          "burst jobs | completed | all done after s | jobs/min | audio min/min | messages left |")
+    print(
+        "| model | mode | first job (cold) s | warm latency s (median) | warm runs s | of which engine s | "
+        "burst jobs | completed | all done after s | jobs/min | audio min/min | messages left |"
+    )
     print("|---" * 12 + "|")
-    print(f"| {args.model} | {mode} | {latencies[0]:.2f} | {statistics.median(latencies[1:]):.2f} | "
-          f"{' / '.join(f'{x:.2f}' for x in latencies[1:])} | {statistics.median(engine_times[1:]):.2f} | {args.jobs} (uploaded in {uploaded:.1f} s) | "
-          f"{statuses.count('completed')} of {len(keys)} | {done:.1f} | {60 * args.jobs / done:.1f} | "
-          f"{30 * args.jobs / done:.1f} | {sum(leftover.values())} |")
+    print(
+        f"| {args.model} | {mode} | {latencies[0]:.2f} | {statistics.median(latencies[1:]):.2f} | "
+        f"{' / '.join(f'{x:.2f}' for x in latencies[1:])} | {statistics.median(engine_times[1:]):.2f} | "
+        f"{args.jobs} (uploaded in {uploaded:.1f} s) | "
+        f"{statuses.count('completed')} of {len(keys)} | {done:.1f} | {60 * args.jobs / done:.1f} | "
+        f"{30 * args.jobs / done:.1f} | {sum(leftover.values())} |"
+    )
 
 
 if __name__ == "__main__":

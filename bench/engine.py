@@ -6,6 +6,7 @@ peak RSS; and WER/DER on the sample.
 
 Real-time factor = audio seconds / processing seconds (higher is faster).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,20 +29,26 @@ def child(model: str, audio: str, diarization: bool, repeat: int) -> None:
     costs such as allocator warm-up and one-off kernels), then warm jobs.
     """
     started = time.perf_counter()
+    from whisperless.contract.options import TranscriptionOptions
     from whisperless.engine import Engine
-    from whisperless.options import TranscriptionOptions
+
     t_engine = time.perf_counter()
     import faster_whisper  # noqa: F401 - ctranslate2, onnxruntime (Silero VAD), tokenizers
+
     t_fw = time.perf_counter()
     if diarization:
         import pyannote.audio.pipelines  # noqa: F401 - torch, lightning, pyannote
-        import whisperless.campplus  # noqa: F401
+
+        import whisperless.engine.campplus  # noqa: F401
     t_pya = time.perf_counter()
-    from whisperless import models
-    models.load_whisper(model)
+    from whisperless.config import EngineSettings
+    from whisperless.engine import models
+
+    settings = EngineSettings.from_env()
+    models.load_whisper(model, settings)
     t_wl = time.perf_counter()
     if diarization:
-        models.load_diarization()
+        models.load_diarization(settings.diarization_model, settings)
     t_dl = time.perf_counter()
 
     engine = Engine(whisper_model=model)
@@ -67,6 +74,7 @@ def child(model: str, audio: str, diarization: bool, repeat: int) -> None:
     if Path(audio).name == "sample.wav":
         sys.path.insert(0, str(ROOT))
         from bench.quality import der, wer
+
         out["wer"] = wer(warm)
         out["der"] = der(warm) if diarization else None
     print(json.dumps(out))
@@ -85,32 +93,58 @@ def main() -> None:
     if not args.audio:
         sys.path.insert(0, str(ROOT))
         from bench.quality import SAMPLE_DIR
+
         args.audio = str(SAMPLE_DIR / "sample.wav")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    print(f"command: .venv/bin/python bench/engine.py --models {args.models} --repeat {args.repeat}"
-          + (f" --audio {args.audio}" if "sample.wav" not in args.audio else ""))
+    print(
+        f"command: .venv/bin/python bench/engine.py --models {args.models} --repeat {args.repeat}"
+        + (f" --audio {args.audio}" if "sample.wav" not in args.audio else "")
+    )
     print(f"audio: {Path(args.audio).name}; machine: {os.cpu_count()} cores")
-    print("| model | diarization | import whisperless s | import faster-whisper s | import torch+pyannote s "
-          "| whisper load s | pyannote load s | cold job s (transcribe / diarize) | first result s "
-          "| warm job s (transcribe / diarize) | warm RTF | peak RSS MB | WER | DER |")
+    print(
+        "| model | diarization | import whisperless s | import faster-whisper s | import torch+pyannote s "
+        "| whisper load s | pyannote load s | cold job s (transcribe / diarize) | first result s "
+        "| warm job s (transcribe / diarize) | warm RTF | peak RSS MB | WER | DER |"
+    )
     print("|---" * 14 + "|")
     for model in args.models.split(","):
         for diarize in (False, True):
-            run = subprocess.run([sys.executable, __file__, "--repeat", str(args.repeat), "--child", model,
-                                  args.audio, "1" if diarize else "0"], capture_output=True, text=True, env=env)
+            run = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--repeat",
+                    str(args.repeat),
+                    "--child",
+                    model,
+                    args.audio,
+                    "1" if diarize else "0",
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+            )
             if run.returncode:
                 print(f"| {model} | {diarize} | failed: {run.stderr.strip().splitlines()[-1]} |")
                 continue
             r = json.loads(run.stdout.strip().splitlines()[-1])
             d = r["duration"]
-            rtf = lambda s: f"{d / s:.1f}x" if s else "-"  # noqa: E731
-            dia = lambda key: f" / {r[key]:.2f}" if diarize else ""  # noqa: E731
-            print(f"| {model} | {'yes' if diarize else 'no'} | {r['imports']:.2f} | {r['import_faster_whisper']:.2f} | "
-                  f"{r['import_pyannote']:.2f} | {r['load_whisper']:.2f} | {r['load_diarization']:.2f} | "
-                  f"{r['cold_total']:.2f} ({r['cold_transcribe']:.2f}{dia('cold_diarize')}) | {r['first_result']:.2f} | "
-                  f"{r['warm_total']:.2f} ({r['warm_transcribe']:.2f}{dia('warm_diarize')}) | {rtf(r['warm_total'])} | "
-                  f"{r['peak_rss_mb']:.0f} | {r.get('wer', float('nan')):.3f} | "
-                  f"{'-' if r.get('der') is None else format(r['der'], '.3f')} |", flush=True)
+
+            def rtf(seconds, d=d):
+                return f"{d / seconds:.1f}x" if seconds else "-"
+
+            def dia(key, r=r, diarize=diarize):
+                return f" / {r[key]:.2f}" if diarize else ""
+
+            print(
+                f"| {model} | {'yes' if diarize else 'no'} | {r['imports']:.2f} | {r['import_faster_whisper']:.2f} | "
+                f"{r['import_pyannote']:.2f} | {r['load_whisper']:.2f} | {r['load_diarization']:.2f} | "
+                f"{r['cold_total']:.2f} ({r['cold_transcribe']:.2f}{dia('cold_diarize')}) | {r['first_result']:.2f} | "
+                f"{r['warm_total']:.2f} ({r['warm_transcribe']:.2f}{dia('warm_diarize')}) | {rtf(r['warm_total'])} | "
+                f"{r['peak_rss_mb']:.0f} | {r.get('wer', float('nan')):.3f} | "
+                f"{'-' if r.get('der') is None else format(r['der'], '.3f')} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

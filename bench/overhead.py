@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/overhead.py [--model base] [--audio FILE] [--repeat 3]
 
-- ours: worker.Transcriber.handle(ObjectJob) against moto (S3, DynamoDB): head the object,
+- ours: cloud.runner.JobRunner.handle(ObjectJob) against moto (S3, DynamoDB): head the object,
   record the job, download, decode, transcribe, build the result document, write it to S3,
   finish the job (idempotency included);
 - bare: faster_whisper.WhisperModel.transcribe(file, word_timestamps=True, vad_filter=True,
@@ -10,6 +10,7 @@
   faster_whisper.decode_audio returns, decoding left out of the time (the strictest comparison).
 Both run once untimed (warm-up), then alternate ``--repeat`` times; medians are compared.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-for _name, _value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                      "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "true"}.items():
+for _name, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}.items():
     os.environ[_name] = _value
 os.environ.pop("AWS_ENDPOINT_URL", None)
 
@@ -41,14 +46,13 @@ def main() -> None:
     import boto3
     from moto import mock_aws
 
-    from whisperless import models
-    from whisperless.engine import Engine
-    from whisperless.events import ObjectJob
-    from whisperless.settings import Settings
-    from whisperless.transcribe import BEAM_SIZE
-    from whisperless.worker import Transcriber
+    from whisperless.cloud.events import ObjectJob
+    from whisperless.cloud.runner import JobRunner
+    from whisperless.config import EngineSettings, Settings
+    from whisperless.engine import Engine, models
 
-    whisper = models.load_whisper(args.model)
+    engine_settings = EngineSettings.from_env()
+    whisper = models.load_whisper(args.model, engine_settings)
     body = audio_path.read_bytes()
 
     with mock_aws():
@@ -56,12 +60,14 @@ def main() -> None:
         dynamodb = boto3.resource("dynamodb", region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
         for table in ("jobs", "idempotency"):
-            dynamodb.create_table(TableName=table, KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                                  AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                                  BillingMode="PAY_PER_REQUEST")
+            dynamodb.create_table(
+                TableName=table,
+                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
         settings = Settings(bucket=BUCKET, jobs_table="jobs", idempotency_table="idempotency")
-        transcriber = Transcriber(s3=s3, dynamodb=dynamodb, settings=settings,
-                                  engine=Engine(whisper_model=args.model))
+        transcriber = JobRunner(s3=s3, dynamodb=dynamodb, settings=settings, engine=Engine(whisper_model=args.model))
         counter = iter(range(10**6))
         last_text: list[str] = []
 
@@ -73,14 +79,19 @@ def main() -> None:
             elapsed = time.perf_counter() - started
             assert reply["status"] == "completed", reply
             import json
+
             doc = json.loads(s3.get_object(Bucket=BUCKET, Key=key + ".json")["Body"].read())
             last_text[:] = [doc["text"]]
             return elapsed, doc["timings"]["total"]
 
         def bare(source=None) -> float:
             started = time.perf_counter()
-            segments, _ = whisper.transcribe(str(audio_path) if source is None else source, word_timestamps=True,
-                                             vad_filter=True, beam_size=BEAM_SIZE)
+            segments, _ = whisper.transcribe(
+                str(audio_path) if source is None else source,
+                word_timestamps=True,
+                vad_filter=True,
+                beam_size=engine_settings.beam_size,
+            )
             texts.append(" ".join(s.text.strip() for s in segments))
             return time.perf_counter() - started
 
@@ -103,16 +114,23 @@ def main() -> None:
             ratios.append(o / b)
             ratios_array.append(o / ba)
         same_text = len(set(texts)) == 1 and last_text[0] == texts[0]
-    print(f"command: .venv/bin/python bench/overhead.py --model {args.model} --repeat {args.repeat}"
-          + (f" --audio {args.audio}" if args.audio else ""))
+    print(
+        f"command: .venv/bin/python bench/overhead.py --model {args.model} --repeat {args.repeat}"
+        + (f" --audio {args.audio}" if args.audio else "")
+    )
     print(f"audio: {audio_path.name}; machine: {os.cpu_count()} cores; load {load:.2f} -> {os.getloadavg()[0]:.2f}")
-    print("| model | bare, file s | bare, decoded array s | Transcriber.handle s | of which engine s "
-          "| ratio vs bare file (median) | ratio vs bare array (median) | ratios vs file | same text |")
+    print(
+        "| model | bare, file s | bare, decoded array s | JobRunner.handle s | of which engine s "
+        "| ratio vs bare file (median) | ratio vs bare array (median) | ratios vs file | same text |"
+    )
     print("|---" * 9 + "|")
-    print(f"| {args.model} | {statistics.median(theirs):.2f} | {statistics.median(theirs_array):.2f} | "
-          f"{statistics.median(mine):.2f} | {statistics.median(engine_only):.2f} | "
-          f"{statistics.median(ratios):.3f}x | {statistics.median(ratios_array):.3f}x | "
-          f"{' / '.join(f'{r:.3f}' for r in ratios)} | {'yes' if same_text else 'NO'} |")
+    print(
+        f"| {args.model} | {statistics.median(theirs):.2f} | {statistics.median(theirs_array):.2f} | "
+        f"{statistics.median(mine):.2f} | {statistics.median(engine_only):.2f} | "
+        f"{statistics.median(ratios):.3f}x | {statistics.median(ratios_array):.3f}x | "
+        f"{' / '.join(f'{r:.3f}' for r in ratios)} | {'yes' if same_text else 'NO'} |"
+    )
+
 
 if __name__ == "__main__":
     main()

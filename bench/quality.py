@@ -1,7 +1,8 @@
 """WER and DER of the engine on pyannote's bundled real two-speaker sample.
 
-    .venv/bin/python bench/quality.py [--model base] [--thresholds 0.5,0.6,...]
+.venv/bin/python bench/quality.py [--model base] [--thresholds 0.5,0.6,...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -9,12 +10,13 @@ import re
 import sys
 from pathlib import Path
 
-import whisperless  # noqa: F401 - first: OpenMP wait policy and no telemetry, before torch/pyannote load
 import jiwer
 import pyannote.audio
 from pyannote.core import Annotation, Segment
 from pyannote.database.util import load_rttm
 from pyannote.metrics.diarization import DiarizationErrorRate
+
+import whisperless  # noqa: F401 - first: OpenMP wait policy and no telemetry, before torch/pyannote load
 
 SAMPLE_DIR = Path(pyannote.audio.__file__).parent / "sample"
 
@@ -47,23 +49,30 @@ def main() -> None:
     parser.add_argument("--model", default="base")
     parser.add_argument("--thresholds", default="")
     args = parser.parse_args()
-    from whisperless import models
-    from whisperless.engine import Engine
-    from whisperless.options import TranscriptionOptions
+    from whisperless.config import EngineSettings
+    from whisperless.contract.options import TranscriptionOptions
+    from whisperless.engine import Engine, models
 
     engine = Engine(whisper_model=args.model)
-    thresholds = [float(t) for t in args.thresholds.split(",") if t] or [models.CLUSTERING_THRESHOLD]
+    thresholds = [float(t) for t in args.thresholds.split(",") if t] or [EngineSettings.from_env().clustering_threshold]
     print(f"command: {' '.join(sys.argv)}")
     print("| model | threshold | speakers | WER | DER | diarize s | transcribe s |")
     print("|---|---|---|---|---|---|---|")
     for threshold in thresholds:
-        pipeline = models.load_diarization()
-        pipeline.instantiate({"segmentation": {"min_duration_off": 0.0},
-                              "clustering": {"method": "centroid", "threshold": threshold, "min_cluster_size": 12}})
+        pipeline = models.load_diarization(engine.diarization_model, engine.settings)
+        pipeline.instantiate(
+            {
+                "segmentation": {"min_duration_off": 0.0},
+                "clustering": {"method": "centroid", "threshold": threshold, "min_cluster_size": 12},
+            }
+        )
         doc = engine.run(SAMPLE_DIR / "sample.wav", TranscriptionOptions(diarization=True))
         speakers = len({t["speaker"] for t in doc["diarization"]})
-        print(f"| {args.model} | {threshold} | {speakers} | {wer(doc):.3f} | {der(doc):.3f} | "
-              f"{doc['timings']['diarize']:.2f} | {doc['timings']['transcribe']:.2f} |", flush=True)
+        print(
+            f"| {args.model} | {threshold} | {speakers} | {wer(doc):.3f} | {der(doc):.3f} | "
+            f"{doc['timings']['diarize']:.2f} | {doc['timings']['transcribe']:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

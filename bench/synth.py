@@ -3,6 +3,7 @@
 Each "speaker" is an espeak-ng voice variant; a conversation alternates speakers
 with short pauses, and its reference turns (RTTM-like) are returned with it.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -46,8 +47,14 @@ def say(text: str, voice: str, out: Path, speed: int = 165) -> float:
     return float(subprocess.run(["soxi", "-D", str(out)], check=True, capture_output=True, text=True).stdout)
 
 
-def conversation(out: Path, speakers: int = 3, turns: int = 9, pause: float = 0.6,
-                 language_voice: str | None = None, sentences=SENTENCES) -> list[Turn]:
+def conversation(
+    out: Path,
+    speakers: int = 3,
+    turns: int = 9,
+    pause: float = 0.6,
+    language_voice: str | None = None,
+    sentences=SENTENCES,
+) -> list[Turn]:
     """Write a WAV of ``turns`` alternating turns by ``speakers`` voices; return the reference."""
     reference: list[Turn] = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,4 +1,18 @@
-"""Shared fixtures: real speech (pyannote's bundled sample), made audio, one engine per session."""
+"""Shared fixtures: real speech (pyannote's bundled sample), made audio, one engine per session.
+
+Tests live in folders by scope, and each folder's tests carry its marker:
+
+    unit         pure code: parsing, rendering, SSRF rules, webhook signing (seconds)
+    engine       real models on real speech
+    handlers     the Lambda handlers on moto, in-process
+    stack        the running local stack (``whisperless serve``) and the browser: the slow ones
+    infra        the template: cfn-lint, the SAM transform, invariants
+    reliability  faults, bad input, load and abuse (RELIABILITY.md); those on a running stack are
+                 marked ``stack`` too
+
+Fast loop: ``bash scripts/test -m "not stack"``; one scope: ``bash scripts/test -m engine``.
+"""
+
 from __future__ import annotations
 
 import os
@@ -8,12 +22,27 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))  # bench.synth / bench.quality are shared with the benchmarks
+sys.path.insert(0, str(TESTS))  # support.py, localstack.py: shared by every scope
+sys.path.insert(0, str(TESTS / "reliability"))  # reliability_common.py
+SCOPES = ("unit", "engine", "handlers", "stack", "infra", "reliability")
 
 os.environ.setdefault("WHISPERLESS_CACHE", str(ROOT / ".cache" / "whisperless"))
 os.environ.setdefault("WHISPERLESS_OFFLINE", "1")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Whisperless")  # as template.yaml's Globals set it
 
 import whisperless  # noqa: E402,F401 - before any torch import: OpenMP wait policy, no pyannote telemetry
+from whisperless.local.moto_fixes import atomic_dynamodb_writes  # noqa: E402
+
+atomic_dynamodb_writes()  # DynamoDB's conditional writes are atomic; in-process moto's are not
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        scope = Path(str(item.fspath)).parent.name
+        if scope in SCOPES:
+            item.add_marker(getattr(pytest.mark, scope))
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +67,7 @@ def engine():
 @pytest.fixture(scope="session")
 def sample_result(engine, sample_wav) -> dict:
     """The base model with diarization on the real two-speaker sample, computed once."""
-    from whisperless.options import TranscriptionOptions
+    from whisperless.contract.options import TranscriptionOptions
 
     return engine.run(sample_wav, TranscriptionOptions(diarization=True), job_id="sample-job")
 
@@ -53,7 +82,7 @@ def encode(src: Path, dest: Path, codec: str, seconds: float | None = None) -> P
     import av
     import numpy as np
 
-    from whisperless.audio import decode_audio
+    from whisperless.engine.audio import decode_audio
 
     audio = decode_audio(src)
     if seconds:
@@ -65,7 +94,7 @@ def encode(src: Path, dest: Path, codec: str, seconds: float | None = None) -> P
         # Encoders such as AAC take fixed-size frames.
         step = stream.codec_context.frame_size or 1024
         for start in range(0, samples.size, step):
-            frame = av.AudioFrame.from_ndarray(samples[None, start:start + step], format="s16", layout="mono")
+            frame = av.AudioFrame.from_ndarray(samples[None, start : start + step], format="s16", layout="mono")
             frame.sample_rate = 16000
             frame.pts = start
             for packet in stream.encode(frame):

@@ -1,4 +1,5 @@
 """Start the real local stack (`whisperless serve`) as a subprocess on free ports, for tests."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,15 @@ def running_stack(*extra_args: str, model: str = "tiny.en", startup_timeout: flo
     ``result_wait``: the API's wait for a result before it answers 202. Locally there is no
     30 s gateway limit, and a loaded test machine may need longer than the deployed 25 s."""
     env = {**os.environ, "WHISPERLESS_MODEL": model, "PYTHONUNBUFFERED": "1", "RESULT_WAIT_SECONDS": str(result_wait)}
-    proc = subprocess.Popen([sys.executable, "-m", "whisperless.cli", "serve", *extra_args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "whisperless.cli", "serve", *extra_args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + startup_timeout
         line = ""
@@ -40,3 +48,18 @@ def running_stack(*extra_args: str, model: str = "tiny.en", startup_timeout: flo
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)  # never leak a stack, even on a failing test
                 proc.wait()
+
+
+def stack_output(info: dict, name: str) -> str:
+    """An output of the local stack's CloudFormation stack (as `aws cloudformation describe-stacks` shows it)."""
+    import boto3
+
+    cloudformation = boto3.client(
+        "cloudformation",
+        endpoint_url=info["s3"],
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+    (stack,) = cloudformation.describe_stacks(StackName=info["stack"])["Stacks"]
+    return next(o["OutputValue"] for o in stack["Outputs"] if o["OutputKey"] == name)

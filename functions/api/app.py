@@ -1,9 +1,9 @@
 """Lambda handler of the HTTP API: routes, event decoding and response shaping only.
 
-The logic lives in ``whisperless.api`` (shared with the local stack). Every route but
+The logic lives in ``whisperless.cloud.api`` (shared with the local stack). Every route but
 the OpenAPI document needs ``Authorization: Bearer <key>``; authentication runs inside
 each route, before the body is looked at, so a stranger learns nothing about bodies.
-Request bodies are parsed by ``whisperless.api`` (multipart cannot go through
+Request bodies are parsed by ``whisperless.cloud.forms`` (multipart cannot go through
 Powertools' body models); the OpenAPI document describes them all the same.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 from functools import cache
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -22,8 +23,9 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from aws_lambda_powertools.logging import correlation_paths
 
-from whisperless import api as core
-from whisperless.settings import settings
+from whisperless.cloud.api import Api, Reply
+from whisperless.cloud.forms import ApiError, error_body, parse_json
+from whisperless.config import settings
 
 logger = Logger()
 app = APIGatewayHttpResolver(enable_validation=True)
@@ -35,18 +37,19 @@ app.configure_openapi(
     security=[{"apiKey": []}],
 )
 
-_service: core.Api | None = None
+_service: Api | None = None
 
 
-def service() -> core.Api:
+def service() -> Api:
     """One Api per execution environment (clients are reused across invocations)."""
     global _service
     if _service is None:
-        _service = core.Api.from_settings(settings())
+        _service = Api.from_settings(settings())
     return _service
 
 
 # ------------------------------------------------------------------ OpenAPI pieces
+
 
 def _either(*types: str) -> list[dict]:
     return [{"type": name} for name in types]
@@ -73,17 +76,37 @@ def _schema(extra: dict, required: list[str] | None = None) -> dict:
     return schema
 
 
-_JSON_ANY = {"application/json": {"schema": {"type": "object"}}}
-_ERROR = {"application/json": {"schema": {"type": "object", "properties": {"error": {
-    "type": "object", "required": ["code", "message"],
-    "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "field": {"type": "string"}}}}}}}
+_JSON_ANY: dict[str, Any] = {"application/json": {"schema": {"type": "object"}}}
+_ERROR: dict[str, Any] = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                        "field": {"type": "string"},
+                    },
+                }
+            },
+        }
+    }
+}
 
 
 def _errors(*statuses: int) -> dict:
-    texts = {400: "bad parameter (error.field names it)", 401: "missing or unknown API key",
-             403: "disabled API key", 404: "no such transcription for this client",
-             413: "body over 10 MB or file over the audio limit", 415: "unsupported content type",
-             422: "request validation failed"}
+    texts = {
+        400: "bad parameter (error.field names it)",
+        401: "missing or unknown API key",
+        403: "disabled API key",
+        404: "no such transcription for this client",
+        413: "body over 10 MB or file over the audio limit",
+        415: "unsupported content type",
+        422: "request validation failed",
+    }
     return {status: {"description": texts[status], "content": _ERROR} for status in statuses}
 
 
@@ -106,7 +129,7 @@ def _time_left() -> float | None:
     return context.get_remaining_time_in_millis() / 1000 if context else None
 
 
-def _respond(reply: core.Reply) -> Response:
+def _respond(reply: Reply) -> Response:
     return Response(reply.status, content_types.APPLICATION_JSON, reply.body, headers=reply.headers)
 
 
@@ -114,15 +137,22 @@ def _respond(reply: core.Reply) -> Response:
     "/v1/transcriptions",
     summary="Transcribe a file (multipart) or a URL (JSON)",
     description="Waits briefly for the result; otherwise (or with callbackURL) answers 202 with a statusUrl.",
-    openapi_extensions={"requestBody": {"required": True, "content": {
-        "multipart/form-data": {"schema": _schema({"file": {"type": "string", "format": "binary"}}, ["file"])},
-        "application/json": {"schema": _schema({"url": {"type": "string", "format": "uri"}}, ["url"])},
-    }}},
-    responses={200: {"description": "completed: the result document", "content": _JSON_ANY},
-               202: {"description": "accepted: {id, status, statusUrl}", "content": _JSON_ANY},
-               **_errors(400, 401, 403, 413, 415),
-               422: {"description": "the job failed because of its input: the failed document", "content": _JSON_ANY},
-               500: {"description": "the job failed on our side: the failed document", "content": _JSON_ANY}},
+    openapi_extensions={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": _schema({"file": {"type": "string", "format": "binary"}}, ["file"])},
+                "application/json": {"schema": _schema({"url": {"type": "string", "format": "uri"}}, ["url"])},
+            },
+        }
+    },
+    responses={
+        200: {"description": "completed: the result document", "content": _JSON_ANY},
+        202: {"description": "accepted: {id, status, statusUrl}", "content": _JSON_ANY},
+        **_errors(400, 401, 403, 413, 415),
+        422: {"description": "the job failed because of its input: the failed document", "content": _JSON_ANY},
+        500: {"description": "the job failed on our side: the failed document", "content": _JSON_ANY},
+    },
 )
 def create_transcription():
     client_id = _client_id()
@@ -133,8 +163,10 @@ def create_transcription():
 @app.get(
     "/v1/transcriptions/<job_id>",
     summary="Status of a transcription, with the result document once done",
-    responses={200: {"description": "{id, status, statusUrl} or the result document", "content": _JSON_ANY},
-               **_errors(401, 403, 404, 422)},
+    responses={
+        200: {"description": "{id, status, statusUrl} or the result document", "content": _JSON_ANY},
+        **_errors(401, 403, 404, 422),
+    },
 )
 def get_transcription(job_id: str):
     client_id = _client_id()
@@ -144,19 +176,29 @@ def get_transcription(job_id: str):
 @app.post(
     "/v1/uploads",
     summary="A presigned S3 PUT for files over the 10 MB API limit",
-    openapi_extensions={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": _schema({"filename": {"type": "string"}}, ["filename"])},
-    }}},
-    responses={201: {"description": "{id, uploadUrl, method, headers, expiresIn, statusUrl}; PUT the file "
-                                    "to uploadUrl with exactly these headers", "content": _JSON_ANY},
-               **_errors(400, 401, 403, 415, 422)},
+    openapi_extensions={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _schema({"filename": {"type": "string"}}, ["filename"])},
+            },
+        }
+    },
+    responses={
+        201: {
+            "description": "{id, uploadUrl, method, headers, expiresIn, statusUrl}; PUT the file "
+            "to uploadUrl with exactly these headers",
+            "content": _JSON_ANY,
+        },
+        **_errors(400, 401, 403, 415, 422),
+    },
 )
 def create_upload():
     client_id = _client_id()
     content_type = app.current_event.headers.get("content-type") or "application/json"
     if content_type.split(";")[0].strip().lower() != "application/json":
-        raise core.ApiError(415, "unsupported_media_type", "send application/json", field="Content-Type")
-    return _respond(service().create_upload(client_id, core.parse_json(_body())))
+        raise ApiError(415, "unsupported_media_type", "send application/json", field="Content-Type")
+    return _respond(service().create_upload(client_id, parse_json(_body())))
 
 
 @cache
@@ -173,11 +215,11 @@ def openapi_document():
 
 
 def _error(status: int, code: str, message: str, field: str | None = None, headers=None) -> Response:
-    return Response(status, content_types.APPLICATION_JSON, core.error_body(code, message, field), headers=headers)
+    return Response(status, content_types.APPLICATION_JSON, error_body(code, message, field), headers=headers)
 
 
-@app.exception_handler(core.ApiError)
-def _api_error(exc: core.ApiError) -> Response:
+@app.exception_handler(ApiError)
+def _api_error(exc: ApiError) -> Response:
     return _error(exc.status, exc.code, exc.message, exc.field, exc.headers)
 
 

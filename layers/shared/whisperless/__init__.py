@@ -1,4 +1,18 @@
-"""whisperless: serverless speech-to-text (faster-whisper + pyannote.audio) on AWS."""
+"""whisperless: serverless speech-to-text (faster-whisper + pyannote.audio) on AWS.
+
+The data's path, and the sub-package that owns each step:
+
+    S3 upload / API request / EventBridge event
+      -> cloud.events       a typed job (ObjectJob, UrlJob) or a logged Skip
+      -> cloud.runner       JobRunner: fetch the audio (cloud.netguard for URLs), once per job (idempotent)
+      -> engine             decode once -> diarize -> transcribe -> merge -> the result document
+      -> cloud.runner       conclude: write <key>.json (cloud.stores), finish the job record, call back
+                            (cloud.webhooks)
+    contract   what crosses every boundary: options, documents, renderings, key names (light)
+    config     every environment variable, typed and validated (EngineSettings, Settings)
+    local      the same functions on one machine: moto + the template's stack + an HTTP front
+    cli        whisperless transcribe | serve | demo
+"""
 
 import os as _os
 import sys as _sys
@@ -23,7 +37,9 @@ if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
             "whisperless was imported after torch or ctranslate2, whose OpenMP runtime has already read "
             "its settings: transcription and diarization can run up to ~1.8x slower on small machines. "
             "Import whisperless first, or set OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=300000.",
-            RuntimeWarning, stacklevel=2)
+            RuntimeWarning,
+            stacklevel=2,
+        )
     _os.environ["OMP_WAIT_POLICY"] = "ACTIVE"
     _os.environ["GOMP_SPINCOUNT"] = "300000"
 

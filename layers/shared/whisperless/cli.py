@@ -11,25 +11,27 @@ import logging
 import os
 import sys
 
-from .errors import WhisperlessError
-from .formats import RENDERERS
+from .contract.formats import RENDERERS
+from .errors import AudioError, WhisperlessError
 
 
 def _transcribe(args: argparse.Namespace) -> int:
-    from .options import TranscriptionOptions
+    from .contract.options import TranscriptionOptions
 
     # Validate the request before importing the engine (seconds of torch import).
-    options = TranscriptionOptions.from_params({
-        "diarization": args.diarization,
-        "numSpeakers": args.num_speakers,
-        "minSpeakers": args.min_speakers,
-        "maxSpeakers": args.max_speakers,
-        "language": args.language,
-        "task": args.task,
-        "initialPrompt": args.initial_prompt,
-    })
+    options = TranscriptionOptions.from_params(
+        {
+            "diarization": args.diarization,
+            "numSpeakers": args.num_speakers,
+            "minSpeakers": args.min_speakers,
+            "maxSpeakers": args.max_speakers,
+            "language": args.language,
+            "task": args.task,
+            "initialPrompt": args.initial_prompt,
+        }
+    )
     if not os.path.isfile(args.file):
-        raise WhisperlessError(f"no such file: {args.file}", code="file_not_found")
+        raise AudioError(f"no such file: {args.file}", code="file_not_found")
 
     from .engine import Engine
 
@@ -39,13 +41,13 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .serve import serve
+    from .local.serve import serve
 
     return serve(args)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .serve import demo
+    from .local.demo import demo
 
     return demo(args)
 
@@ -64,16 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--language", help="ISO-639-1 code; default: detect")
     t.add_argument("--task", default="transcribe", help="transcribe | translate (to English)")
     t.add_argument("--initial-prompt", help="decoding hint: names, jargon")
-    t.add_argument("--model", help="tiny.en | base | a CTranslate2 folder | a hub id "
-                   "(default: $WHISPERLESS_MODEL, else base)")
+    t.add_argument(
+        "--model", help="tiny.en | base | a CTranslate2 folder | a hub id (default: $WHISPERLESS_MODEL, else base)"
+    )
     t.add_argument("--format", choices=tuple(RENDERERS), default="json")
     t.set_defaults(run=_transcribe)
 
     s = commands.add_parser("serve", help="run the whole stack locally: S3/SQS/DynamoDB (moto), the HTTP API, a worker")
     s.add_argument("--port", type=int, help="API port (default: a free one)")
     s.add_argument("--api-key", help="API key to accept (default: generated and printed)")
-    s.add_argument("--allow-local-callbacks", action="store_true",
-                   help="let callbackURL and url point at this machine (local testing only)")
+    s.add_argument(
+        "--allow-local-callbacks",
+        action="store_true",
+        help="let callbackURL and url point at this machine (local testing only)",
+    )
     s.add_argument("--template", help="SAM template to build the stack from (default: the repository's)")
     s.set_defaults(run=_serve)
 
@@ -86,8 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if not args.verbose:
         import warnings
 

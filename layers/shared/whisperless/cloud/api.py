@@ -1,0 +1,344 @@
+"""The HTTP API's logic, free of API Gateway event formats.
+
+Everything here works from plain inputs (a headers mapping, body bytes, a content
+type), so the Lambda handler (``functions/api/app.py``) and the local stack drive
+the same code. Errors the client caused are raised as :class:`ApiError` (status,
+code, message, field); anything else is ours and propagates.
+
+Answers to ``POST /v1/transcriptions``:
+
+* 200 with the result document when the job completes within the wait budget;
+* 422 with the failed document when it failed because of the input
+  (``not_audio``, ``unsafe_url``, ...: the error's class says whose fault), 500 with it when it failed on our side;
+* 202 ``{"id", "status", "statusUrl"}`` when the budget runs out, or at once when
+  ``callbackURL`` is set (the callback brings the result).
+
+``GET /v1/transcriptions/{id}`` is a status resource: always 200, with the result
+document (completed or failed) once there is one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+import re
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Settings
+from ..contract.documents import input_was_bad
+from ..contract.metadata import upload_metadata
+from ..contract.options import TranscriptionOptions, is_unset
+from ..errors import InvalidParameter
+from . import apikeys, netguard
+from .forms import (
+    ApiError,
+    UploadedFile,
+    audio_name,
+    contract_params,
+    get_field,
+    name_from_url,
+    read_form,
+)
+from .stores import JobStore, ResultStore
+
+log = logging.getLogger(__name__)
+
+#: HTTP API payload limit; larger files go through a presigned upload.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+UPLOAD_URL_SECONDS = 900
+#: Time kept back from the Lambda's remaining time to store the answer and reply.
+WAIT_MARGIN_SECONDS = 2.0
+POLL_FIRST_SECONDS = 0.25
+POLL_MAX_SECONDS = 2.0
+#: S3 user metadata (names and values) must fit in 2 KB.
+S3_METADATA_LIMIT = 2048
+
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+
+
+@dataclass
+class Reply:
+    status: int
+    body: dict
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A validated transcription request: exactly one of ``url`` / ``file``."""
+
+    params: dict[str, Any]  # contract fields as given, unset ones left out
+    options: TranscriptionOptions
+    url: str | None = None
+    file: UploadedFile | None = None
+
+
+# --------------------------------------------------------------------------- auth
+
+
+def bearer_key(headers: Mapping[str, str]) -> str:
+    value = _lower_keys(headers).get("authorization", "")
+    scheme, _, key = value.strip().partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError(
+            401,
+            "unauthorized",
+            "send the API key as 'Authorization: Bearer <key>'",
+            field="Authorization",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return key.strip()
+
+
+def _lower_keys(headers: Mapping[str, str] | None) -> dict[str, str]:
+    return {str(k).lower(): v for k, v in (headers or {}).items()}
+
+
+# ------------------------------------------------------------------ metadata
+
+
+def s3_metadata(job_id: str, params: Mapping[str, Any], client_id: str | None) -> dict[str, str]:
+    """The object's user metadata; raises ApiError when it cannot fit in S3's 2 KB."""
+    metadata = upload_metadata(job_id, dict(params), client_id)
+    size = sum(len("x-amz-meta-" + name) + len(value) for name, value in metadata.items())
+    if size > S3_METADATA_LIMIT:
+        longest = max(params, key=lambda name: len(str(params[name])))
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"{longest} is too long: a job's parameters must fit in {S3_METADATA_LIMIT} bytes",
+            field=longest,
+        )
+    return metadata
+
+
+# ------------------------------------------------------------------ results
+
+
+def result_reply(document: dict) -> Reply:
+    """200 completed; a failed job is 422 when its input was at fault (the error's class says), else 500."""
+    if document.get("status") != "failed":
+        return Reply(200, document)
+    return Reply(422 if input_was_bad(document) else 500, document)
+
+
+def status_url(job_id: str) -> str:
+    return f"/v1/transcriptions/{job_id}"
+
+
+def pending_reply(job_id: str, status: str, http_status: int = 202) -> Reply:
+    return Reply(
+        http_status, {"id": job_id, "status": status, "statusUrl": status_url(job_id)}, {"Location": status_url(job_id)}
+    )
+
+
+# ------------------------------------------------------------------ the API
+
+
+class Api:
+    """The API's operations. Clients are injected so the local stack can point
+    them at its own endpoints; ``sleep``/``clock`` let tests wait without waiting."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        s3,
+        dynamodb,
+        sqs,
+        presign_s3=None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.settings = settings
+        self.s3 = s3
+        self.sqs = sqs
+        self.presign_s3 = presign_s3 or s3
+        self.jobs = JobStore(dynamodb.Table(settings.jobs_table), ttl_days=settings.job_ttl_days)
+        self.keys = dynamodb.Table(settings.api_keys_table)
+        self.results = ResultStore(s3)
+        self.sleep = sleep
+        self.clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Api:
+        """Clients for a deployment (the Lambda function)."""
+        import boto3
+        from botocore.config import Config
+
+        region = settings.region
+        # Presigned URLs must be SigV4 against the bucket's regional endpoint (boto3's default is SigV2).
+        presign_s3 = boto3.client(
+            "s3",
+            region_name=region,
+            endpoint_url=f"https://s3.{region}.amazonaws.com",
+            config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}),
+        )
+        return cls(
+            settings,
+            s3=boto3.client("s3"),
+            dynamodb=boto3.resource("dynamodb"),
+            sqs=boto3.client("sqs"),
+            presign_s3=presign_s3,
+        )
+
+    # -- auth -----------------------------------------------------------------------------
+    def authenticate(self, headers: Mapping[str, str]) -> str:
+        """The client id behind the request's bearer key (401 missing/unknown, 403 disabled)."""
+        key = bearer_key(headers)
+        try:
+            return apikeys.lookup(self.keys, key)
+        except apikeys.KeyRejected as exc:
+            extra = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if exc.status == 401 else None
+            raise ApiError(exc.status, exc.code, str(exc), field="Authorization", headers=extra) from None
+
+    # -- validation -----------------------------------------------------------------------
+    def validate_params(self, fields: Mapping[str, Any]) -> tuple[dict[str, Any], TranscriptionOptions]:
+        params = contract_params(fields)
+        try:
+            options = TranscriptionOptions.from_params(params, defaults=self.settings.defaults)
+            if "callbackURL" in params:
+                self._check_url(params["callbackURL"], "callbackURL")
+        except InvalidParameter as exc:
+            raise ApiError.invalid(exc) from None
+        return params, options
+
+    def _check_url(self, url: Any, field_name: str) -> None:
+        if not isinstance(url, str):
+            raise InvalidParameter(f"{field_name} must be a string", field=field_name)
+        netguard.check_url(url, field=field_name, allow_loopback=self.settings.allow_local_callbacks)
+
+    def job_request(self, fields: Mapping[str, Any], upload: UploadedFile | None) -> JobRequest:
+        url = get_field(fields, "url")
+        url = None if is_unset(url) else url
+        if url is not None and upload is not None:
+            raise ApiError(400, "invalid_parameter", "send either file or url, not both", field="url")
+        if url is None and upload is None:
+            raise ApiError(400, "invalid_parameter", "file or url is required", field="file")
+        if upload is not None:
+            if not upload.data:
+                raise ApiError(400, "invalid_parameter", "the file is empty", field="file")
+            if len(upload.data) > self.settings.max_audio_bytes:
+                raise ApiError(
+                    413,
+                    "audio_too_large",
+                    f"the file is {len(upload.data)} bytes; the limit is {self.settings.max_audio_bytes}",
+                    field="file",
+                )
+        params, options = self.validate_params(fields)
+        if url is not None:
+            try:
+                self._check_url(url, "url")
+            except InvalidParameter as exc:
+                raise ApiError.invalid(exc) from None
+        return JobRequest(params=params, options=options, url=url, file=upload)
+
+    # -- POST /v1/transcriptions ----------------------------------------------------------
+    def create_transcription(
+        self, client_id: str, body: bytes, content_type: str | None, *, time_left: float | None = None
+    ) -> Reply:
+        """Validate, store (file) or queue (url), then wait for the result a while.
+        ``time_left``: seconds the caller may still run (the Lambda context's)."""
+        if len(body) > MAX_BODY_BYTES:
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"the request is over {MAX_BODY_BYTES} bytes: upload large files with POST /v1/uploads",
+                field="file",
+            )
+        request = self.job_request(*read_form(body, content_type))
+        job_id = uuid.uuid4().hex
+        bucket = self.settings.bucket
+        if request.file is not None:
+            name = audio_name(request.file.filename, request.params.get("fileType"), request.file.content_type)
+        else:
+            name = audio_name(name_from_url(request.url or ""), request.params.get("fileType"))
+        key = f"uploads/{job_id}/{name}"
+        metadata = s3_metadata(job_id, request.params, client_id)  # the last check: nothing stored yet
+
+        self.jobs.create(job_id, bucket=bucket, key=key, params=request.params, client_id=client_id)
+        if request.file is not None:
+            # The upload itself starts the job (bucket -> EventBridge -> queue): no message here.
+            self.s3.put_object(
+                Bucket=bucket,
+                Key=key,
+                Body=request.file.data,
+                Metadata=metadata,
+                ContentType=mimetypes.guess_type(name)[0] or "application/octet-stream",
+            )
+        else:
+            message = {"jobId": job_id, "bucket": bucket, "key": key, "url": request.url, "params": request.params}
+            self.sqs.send_message(QueueUrl=self.settings.queue_url, MessageBody=json.dumps(message))
+        log.info("job %s queued for client %s (%s)", job_id, client_id, "file" if request.file else "url")
+
+        if "callbackURL" in request.params:
+            return pending_reply(job_id, "queued")
+        document = self.wait_for_result(bucket, key, self._wait_budget(time_left))
+        if document is not None:
+            return result_reply(document)
+        job = self.jobs.get(job_id) or {}
+        return pending_reply(job_id, job.get("status", "queued"))
+
+    def _wait_budget(self, time_left: float | None) -> float:
+        budget = self.settings.result_wait_seconds
+        if time_left is not None:
+            budget = min(budget, time_left - WAIT_MARGIN_SECONDS)
+        return max(0.0, budget)
+
+    def wait_for_result(self, bucket: str, key: str, budget: float) -> dict | None:
+        """Poll for the result document with a growing pause, for at most ``budget`` seconds."""
+        deadline = self.clock() + budget
+        pause = POLL_FIRST_SECONDS
+        while (remaining := deadline - self.clock()) > 0:
+            self.sleep(min(pause, remaining))
+            document = self.results.read(bucket, key)
+            if document is not None:
+                return document
+            pause = min(pause * 1.5, POLL_MAX_SECONDS)
+        return None
+
+    # -- GET /v1/transcriptions/{id} ------------------------------------------------------
+    def get_transcription(self, client_id: str, job_id: str) -> Reply:
+        job = self.jobs.get(job_id) if _JOB_ID.fullmatch(job_id or "") else None
+        # Another client's job answers exactly like a missing one: existence is not revealed.
+        if not job or job.get("clientId") != client_id:
+            raise ApiError(404, "not_found", f"no transcription {job_id!r}", field="id")
+        document = self.results.read(job["bucket"], job["key"])
+        if document is not None:
+            return Reply(200, document)
+        return pending_reply(job_id, job.get("status", "queued"), http_status=200)
+
+    # -- POST /v1/uploads -----------------------------------------------------------------
+    def create_upload(self, client_id: str, fields: Mapping[str, Any]) -> Reply:
+        """A presigned S3 PUT for one file; its parameters are signed in as metadata,
+        so the upload starts the job exactly as a file sent to the API would."""
+        filename = get_field(fields, "filename")
+        if not isinstance(filename, str) or not filename.strip():
+            raise ApiError(400, "invalid_parameter", "filename is required", field="filename")
+        params, _ = self.validate_params(fields)
+        job_id = uuid.uuid4().hex
+        key = f"uploads/{job_id}/{audio_name(filename, params.get('fileType'))}"
+        metadata = s3_metadata(job_id, params, client_id)
+
+        self.jobs.create(
+            job_id, bucket=self.settings.bucket, key=key, params=params, client_id=client_id, status="awaiting_upload"
+        )
+        url = self.presign_s3.generate_presigned_url(
+            "put_object",
+            Params={"Bucket": self.settings.bucket, "Key": key, "Metadata": metadata},
+            ExpiresIn=UPLOAD_URL_SECONDS,
+        )
+        body = {
+            "id": job_id,
+            "uploadUrl": url,
+            "method": "PUT",
+            "headers": {f"x-amz-meta-{name}": value for name, value in metadata.items()},
+            "expiresIn": UPLOAD_URL_SECONDS,
+            "statusUrl": status_url(job_id),
+        }
+        return Reply(201, body, {"Location": status_url(job_id)})

@@ -1,0 +1,313 @@
+"""The job runner: one job from S3 (or a URL) to a result next to the audio, a job record and a
+signed callback. Shared by the transcriber Lambda handler, the plain queue worker
+(``python -m whisperless.cloud.worker``) and the local stack.
+
+    fetch (the S3 object, or the URL into the bucket first) -> engine -> conclude:
+    write the result (one PUT) -> finish the job record -> call back
+
+Failure policy:
+- the input's fault (bad audio, bad parameters, unsafe URL): the failed document is written and
+  called back; the job is done, so the queue does not spin on it;
+- our infrastructure's fault (S3, DynamoDB, network to S3): raise, so the message comes back and,
+  after the queue's max receives, lands in the dead-letter queue; on that last delivery the user
+  still gets a failed document and callback (``retries_exhausted``).
+Duplicates (S3 and SQS deliver at least once) are absorbed by Powertools Idempotency keyed on
+bucket, key, ETag and version: one result write, one callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..contract.documents import failed_document
+from ..contract.metadata import BOOKKEEPING, CALLBACK, JOB_ID, read_metadata, upload_metadata
+from ..contract.naming import job_id_for, result_key
+from ..contract.options import TranscriptionOptions
+from ..errors import AudioError, WhisperlessError
+from .callbacks import Callbacks
+from .context import LambdaContext
+from .events import ObjectJob, Skip, UrlJob
+from .metrics import record_job_metrics
+from .stores import JobStore, ResultStore
+
+log = logging.getLogger(__name__)
+
+#: A job's lock when no Lambda context says otherwise (the function's timeout).
+DEFAULT_JOB_SECONDS = 900.0
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One delivery of a job: what Powertools Idempotency keys and stores."""
+
+    job: ObjectJob | UrlJob
+    final: bool = False  # the message's last delivery: a failure now is told to the user
+
+
+class GaveUp(WhisperlessError):
+    """A passing failure that outlasted the queue's redeliveries."""
+
+    code = "retries_exhausted"
+
+    def __init__(self, cause: BaseException, attempts: int):
+        summary = error_summary(cause)
+        super().__init__(f"gave up after {attempts} attempts; last error: {summary['code']}: {summary['message']}")
+
+
+def error_summary(exc: BaseException) -> dict[str, str]:
+    """{code, message} for an infrastructure failure: the AWS error code when there is one."""
+    response = getattr(exc, "response", None)
+    code = (response or {}).get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return {"code": str(code or type(exc).__name__), "message": str(exc)[:500] or type(exc).__name__}
+
+
+class JobRunner:
+    def __init__(
+        self,
+        *,
+        s3,
+        dynamodb,
+        settings: Settings,
+        engine=None,
+        metrics=None,
+        callback_sleep: Callable[[float], None] = time.sleep,
+        callback_timeout: tuple[float, float] = (5, 15),
+    ):
+        self.s3 = s3
+        self.settings = settings
+        self.jobs = JobStore(dynamodb.Table(settings.jobs_table), ttl_days=settings.job_ttl_days)
+        self.results = ResultStore(s3)
+        self.callbacks = Callbacks(sleep=callback_sleep, timeout=callback_timeout)
+        self._engine = engine
+        self.metrics = metrics
+        # Powertools writes low-level items; the resource's own client would re-serialise them,
+        # so it gets a plain client on the same endpoint.
+        import boto3
+
+        resource_client = dynamodb.meta.client
+        self._dynamodb_client = boto3.client(
+            "dynamodb", region_name=resource_client.meta.region_name, endpoint_url=resource_client.meta.endpoint_url
+        )
+        self._object_runner = self._idempotent(
+            self._process_object, "[job.bucket, job.key, job.etag, job.version_id]", "object"
+        )
+        self._url_runner = self._idempotent(self._process_url, "job.job_id", "url")
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            from ..engine import Engine
+
+            self._engine = Engine()
+        return self._engine
+
+    # -- idempotency -------------------------------------------------------------------
+    def _idempotent(self, func: Callable[[Attempt], dict], key_expression: str, prefix: str):
+        from aws_lambda_powertools.utilities.idempotency import (
+            DynamoDBPersistenceLayer,
+            IdempotencyConfig,
+            idempotent_function,
+        )
+
+        config = IdempotencyConfig(
+            event_key_jmespath=key_expression, raise_on_no_idempotency_key=True, expires_after_seconds=24 * 3600
+        )
+        # One persistence layer per config: a shared one keeps the first config's key expression.
+        store = DynamoDBPersistenceLayer(table_name=self.settings.idempotency_table, boto3_client=self._dynamodb_client)
+
+        def call(attempt: Attempt) -> dict:
+            return func(attempt)
+
+        call.__name__ = f"whisperless_{prefix}_job"
+        wrapped = idempotent_function(call, data_keyword_argument="attempt", persistence_store=store, config=config)
+        return config, wrapped
+
+    # -- entry ---------------------------------------------------------------------------
+    def handle(self, job: ObjectJob | UrlJob | Skip, context: Any = None, receive_count: int | None = None) -> dict:
+        """Run one job. ``context``: the Lambda context, or None for the plain worker.
+        ``receive_count``: how often the queue has delivered this message (None: not from a queue)."""
+        if isinstance(job, Skip):
+            log.info("skipped %s: %s", job.key or "event", job.reason)
+            return {"status": "skipped", "reason": job.reason, "key": job.key}
+        if self.settings.bucket and job.bucket != self.settings.bucket:
+            # We may read and write only the deployment's bucket: anything else could never
+            # succeed, and retrying it would only walk the message to the dead-letter queue.
+            reason = f"bucket {job.bucket!r} is not this deployment's bucket"
+            log.error("skipped %s: %s", job.key, reason)
+            return {"status": "skipped", "reason": reason, "key": job.key}
+        final = receive_count is not None and receive_count >= self.settings.max_receive_count
+        seconds = self.settings.worker_job_seconds or DEFAULT_JOB_SECONDS
+        return self._run(Attempt(job, final), context or LambdaContext("worker", seconds))
+
+    def _run(self, attempt: Attempt, context: Any) -> dict:
+        config, runner = self._url_runner if isinstance(attempt.job, UrlJob) else self._object_runner
+        config.register_lambda_context(context)
+        return runner(attempt=attempt)
+
+    # -- S3 object -----------------------------------------------------------------------
+    def _process_object(self, attempt: Attempt) -> dict:
+        job = attempt.job
+        assert isinstance(job, ObjectJob)
+        bucket = job.bucket
+        found = self._head(bucket, job.key) or (job.raw_key and self._head(bucket, job.raw_key))
+        if not found:
+            log.warning("object %s/%s is gone; nothing to transcribe", bucket, job.key)
+            return {"status": "skipped", "reason": "object no longer exists", "key": job.key}
+        key, head = found
+        metadata = read_metadata(head.get("Metadata", {}))
+        job_id = metadata.get(JOB_ID) or job_id_for(bucket, key, job.etag, job.version_id)
+        source = {"bucket": bucket, "key": key}
+        callback_url = metadata.get(CALLBACK)
+        self.jobs.start(job_id, bucket=bucket, key=key, params=_public_params(metadata))
+        try:
+            document = self._result_for_object(job_id, bucket, key, head, metadata, source)
+            return self._conclude(job_id, bucket, key, document, callback_url)
+        except Exception as exc:
+            self._attempt_failed(job_id, bucket, key, exc, callback_url, source, attempt.final)
+            raise  # the message comes back, or after its last delivery moves to the DLQ
+
+    def _head(self, bucket: str, key: str) -> tuple[str, dict] | None:
+        try:
+            return key, self.s3.head_object(Bucket=bucket, Key=key)
+        except self.s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def _result_for_object(self, job_id, bucket, key, head, metadata, source) -> dict:
+        try:
+            options = TranscriptionOptions.from_params(metadata, defaults=self.settings.defaults)
+            size = int(head.get("ContentLength", 0))
+            if size > self.settings.max_audio_bytes:
+                raise AudioError(
+                    f"the audio is {size} bytes; the limit is {self.settings.max_audio_bytes}", code="audio_too_large"
+                )
+        except WhisperlessError as exc:
+            return failed_document(job_id, exc, source)
+
+        suffix = Path(key).suffix[:16]
+        with tempfile.TemporaryDirectory(prefix="whisperless-") as tmp:
+            local = Path(tmp) / f"audio{suffix}"
+            self.s3.download_file(bucket, key, str(local))  # streams to disk; errors propagate (retry)
+            try:
+                return self.engine.run(local, options, job_id=job_id, source=source)
+            except WhisperlessError as exc:
+                log.info("job %s failed: %s", job_id, exc.message)
+                return failed_document(job_id, exc, source)
+            except Exception as exc:  # noqa: BLE001 - the same input would fail again: report, do not retry
+                log.exception("job %s: engine failure", job_id)
+                return failed_document(job_id, exc, source)
+
+    # -- URL job (from the API) ------------------------------------------------------------
+    def _process_url(self, attempt: Attempt) -> dict:
+        from . import netguard
+
+        job = attempt.job
+        assert isinstance(job, UrlJob)
+        bucket, key, job_id = job.bucket, job.key, job.job_id
+        metadata = upload_metadata(job_id, job.params)
+        callback_url = metadata.get(CALLBACK)
+        source = {"url": job.url}
+        try:
+            with tempfile.TemporaryDirectory(prefix="whisperless-") as tmp:
+                local = Path(tmp) / "download"
+                try:
+                    netguard.download(
+                        job.url,
+                        local,
+                        max_bytes=self.settings.max_audio_bytes,
+                        field="url",
+                        allow_loopback=self.settings.allow_local_callbacks,
+                    )
+                except (netguard.UnsafeURL, netguard.DownloadFailed, netguard.ResponseTooLarge) as exc:
+                    if getattr(exc, "permanent", True):
+                        return self._conclude(job_id, bucket, key, failed_document(job_id, exc, source), callback_url)
+                    raise
+                self.s3.upload_file(str(local), bucket, key, ExtraArgs={"Metadata": metadata})
+            head = self.s3.head_object(Bucket=bucket, Key=key)
+        except Exception as exc:
+            self._attempt_failed(job_id, bucket, key, exc, callback_url, source, attempt.final)
+            raise
+        # The upload also raises an S3 event for this object; both paths share this
+        # idempotency key, so whichever comes second is a no-op. Same invocation: its deadline
+        # and whether this is the message's last delivery carry over.
+        uploaded = ObjectJob(bucket=bucket, key=key, etag=head["ETag"].strip('"'), version_id=head.get("VersionId"))
+        return self._run(Attempt(uploaded, attempt.final), self._url_runner[0].lambda_context)
+
+    # -- the one ending ----------------------------------------------------------------------
+    def _conclude(self, job_id: str, bucket: str, key: str, document: dict, callback_url: str | None) -> dict:
+        """Every job ends here: write the result (one PUT: all or nothing), finish the job record,
+        call back. Only the write may raise: after it, the result is what clients read first,
+        so a lost record or callback outcome must not make the job run (and write) again."""
+        self.results.write(bucket, key, document)
+        self._finish_record(job_id, document)
+        delivery = self._call_back(callback_url, job_id, document)
+        log.info("job %s %s: %s", job_id, document["status"], result_key(key))
+        return {"status": document["status"], "jobId": job_id, "resultKey": result_key(key), "callback": delivery}
+
+    def _attempt_failed(self, job_id, bucket, key, exc, callback_url, source, final: bool) -> None:
+        """Record why this attempt failed; on the message's last delivery, tell the user (failed
+        document, callback) before the message moves to the dead-letter queue. A redrive from
+        there redoes the job and replaces the document. Best effort: what failed may be S3 itself."""
+        self._record_retry(job_id, exc)
+        if not final:
+            return
+        document = failed_document(job_id, GaveUp(exc, self.settings.max_receive_count), source)
+        try:
+            self._conclude(job_id, bucket, key, document, callback_url)
+        except Exception:  # noqa: BLE001
+            log.exception("job %s: could not write the failed document; the DLQ holds the message", job_id)
+
+    def _finish_record(self, job_id: str, document: dict) -> None:
+        try:
+            self.jobs.finish(
+                job_id,
+                status=document["status"],
+                timings=document.get("timings"),
+                error=document.get("error"),
+                duration=document.get("duration"),
+            )
+        except Exception:  # noqa: BLE001
+            log.exception("job %s: result written, but the job record could not be updated", job_id)
+        if self.metrics is not None:
+            record_job_metrics(self.metrics, document)
+
+    def _record_retry(self, job_id: str, exc: BaseException) -> None:
+        """Why this attempt failed, on the job record (best effort: DynamoDB may be what failed)."""
+        reason = error_summary(exc)
+        log.error(
+            "job %s: attempt failed (%s: %s); the message will be redelivered",
+            job_id,
+            reason["code"],
+            reason["message"],
+        )
+        try:
+            self.jobs.record_retry(job_id, reason)
+        except Exception as record_exc:  # noqa: BLE001
+            log.error(
+                "job %s: could not record the failure on the job record: %s",
+                job_id,
+                error_summary(record_exc)["message"],
+            )
+
+    def _call_back(self, url: str | None, job_id: str, document: dict) -> dict | None:
+        if not url:
+            return None
+        outcome = self.callbacks.send(url, job_id, document, self.settings)
+        try:
+            self.jobs.record_callback(job_id, outcome)
+        except Exception:  # noqa: BLE001 - the result is written; a lost record must not redo the job
+            log.exception("job %s: could not record the callback outcome", job_id)
+        return outcome
+
+
+def _public_params(metadata: dict[str, str]) -> dict[str, str]:
+    """The job's request parameters as recorded (our own bookkeeping names left out)."""
+    return {k: v for k, v in metadata.items() if k not in BOOKKEEPING}

@@ -1,0 +1,118 @@
+"""The contract's request parameters, parsed and validated in one place.
+
+Every entry point (CLI, HTTP form or JSON, S3 object metadata) hands its raw
+string values to ``TranscriptionOptions.from_params``; an unusable value raises
+``InvalidParameter`` naming the field, before any work is queued.
+This module imports nothing heavy: the API function uses it from a zip layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import InvalidParameter
+
+# Whisper's language codes (tokenizer LANGUAGES), kept here so validation needs no model.
+WHISPER_LANGUAGES = frozenset(
+    "en zh de es ru ko fr ja pt tr pl ca nl ar sv it id hi fi vi he uk el ms cs ro da hu ta no "
+    "th ur hr bg lt la mi ml cy sk te fa lv bn sr az sl kn et mk br eu is hy ne mn bs kk sq sw "
+    "gl mr pa si km sn yo so af oc ka be tg sd gu am yi lo uz fo ht ps tk nn mt sa lb my bo tl "
+    "mg as tt haw ln ha ba jw su yue".split()
+)
+TASKS = ("transcribe", "translate")
+MAX_SPEAKERS = 20
+
+# Contract name -> attribute. S3 user metadata arrives lower-cased, so lookups ignore case.
+_FIELDS = {
+    "diarization": "diarization",
+    "numSpeakers": "num_speakers",
+    "minSpeakers": "min_speakers",
+    "maxSpeakers": "max_speakers",
+    "language": "language",
+    "task": "task",
+    "initialPrompt": "initial_prompt",
+}
+
+
+def is_unset(value: Any) -> bool:
+    """None or blank: the contract treats both as "not given"."""
+    return value is None or (isinstance(value, str) and value.strip() == "")
+
+
+def parse_bool(value: Any, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise InvalidParameter(f"{field} must be true or false, got {value!r}", field=field)
+
+
+def parse_speakers(value: Any, field: str) -> int:
+    if isinstance(value, bool):
+        raise InvalidParameter(f"{field} must be a whole number, got {value!r}", field=field)
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise InvalidParameter(f"{field} must be a whole number, got {value!r}", field=field) from None
+    if not 1 <= number <= MAX_SPEAKERS:
+        raise InvalidParameter(f"{field} must be between 1 and {MAX_SPEAKERS}, got {number}", field=field)
+    return number
+
+
+@dataclass(frozen=True)
+class TranscriptionOptions:
+    diarization: bool = False
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    language: str | None = None
+    task: str = "transcribe"
+    initial_prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise InvalidParameter(f"task must be one of {', '.join(TASKS)}, got {self.task!r}", field="task")
+        if self.language is not None and self.language not in WHISPER_LANGUAGES:
+            raise InvalidParameter(
+                f"language {self.language!r} is not a language Whisper knows (use an ISO-639-1 code such as 'en')",
+                field="language",
+            )
+        if self.min_speakers and self.max_speakers and self.min_speakers > self.max_speakers:
+            raise InvalidParameter(
+                f"minSpeakers ({self.min_speakers}) is greater than maxSpeakers ({self.max_speakers})",
+                field="minSpeakers",
+            )
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> TranscriptionOptions:
+        """Build from contract-named parameters (any case); empty strings mean unset."""
+        merged: dict[str, Any] = {}
+        for source in (defaults or {}, params):
+            lowered = {str(k).lower(): v for k, v in source.items()}
+            for name in _FIELDS:
+                value = lowered.get(name.lower())
+                if not is_unset(value):
+                    merged[name] = value
+        kwargs: dict[str, Any] = {}
+        if "diarization" in merged:
+            kwargs["diarization"] = parse_bool(merged["diarization"], "diarization")
+        for name in ("numSpeakers", "minSpeakers", "maxSpeakers"):
+            if name in merged:
+                kwargs[_FIELDS[name]] = parse_speakers(merged[name], name)
+        if "language" in merged:
+            kwargs["language"] = str(merged["language"]).strip().lower()
+        if "task" in merged:
+            kwargs["task"] = str(merged["task"]).strip().lower()
+        if "initialPrompt" in merged:
+            kwargs["initial_prompt"] = str(merged["initialPrompt"])
+        return cls(**kwargs)
+
+    def to_params(self) -> dict[str, Any]:
+        """Contract-named, JSON-ready form (unset values left out)."""
+        values = asdict(self)
+        return {name: values[attr] for name, attr in _FIELDS.items() if values[attr] is not None}

@@ -1,0 +1,64 @@
+"""The contract's completed document, from the engine's results. Plain JSON types only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .merge import speaker_order
+from .types import Diarization, Segment, Transcript
+
+
+def _t(seconds: float) -> float:
+    return round(float(seconds), 3)
+
+
+def _segment_doc(segment: Segment, with_speakers: bool) -> dict[str, Any]:
+    words = []
+    for w in segment.words:
+        word = {
+            "word": w.word,
+            "start": _t(w.start),
+            "end": _t(w.end),
+            "timestamp": _t(w.end),
+            "probability": round(w.probability, 4),
+        }  # clamped in transcribe
+        if with_speakers:
+            word["speaker"] = w.speaker
+        words.append(word)
+    doc: dict[str, Any] = {"start": _t(segment.start), "end": _t(segment.end), "text": segment.text}
+    if with_speakers:
+        doc["speaker"] = segment.speaker
+    doc["words"] = words
+    return doc
+
+
+def completed_document(
+    job_id: str,
+    transcript: Transcript,
+    segments: list[Segment],
+    diarization: Diarization | None,
+    *,
+    duration: float,
+    model: str,
+    timings: dict[str, float],
+    source: Any = None,
+) -> dict[str, Any]:
+    with_speakers = diarization is not None
+    doc: dict[str, Any] = {
+        "id": job_id,
+        "status": "completed",
+        "language": transcript.language,
+        "text": " ".join(s.text for s in segments if s.text).strip(),
+        "segments": [_segment_doc(s, with_speakers) for s in segments],
+    }
+    if diarization is not None:
+        labels = speaker_order(diarization.turns)
+        doc["diarization"] = [
+            {"startTime": _t(t.start), "stopTime": _t(t.end), "speaker": labels[t.speaker]} for t in diarization.turns
+        ]
+    doc["duration"] = _t(duration)
+    doc["model"] = model
+    doc["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    if source is not None:
+        doc["source"] = source
+    return doc

@@ -1,0 +1,198 @@
+"""``whisperless serve``: the whole product on one machine, no AWS account, no Docker.
+
+- moto in server mode stands in for S3, SQS, DynamoDB, EventBridge and CloudFormation; the
+  template is translated by aws-sam-translator and created there as a stack
+  (:mod:`whisperless.local.cloudformation`), so names and environments are the template's own;
+- the HTTP API is the real API Lambda handler behind :mod:`whisperless.local.http`, fed API
+  Gateway v2 events for the template's routes;
+- a worker polls the job queue and calls the real transcriber Lambda handler with SQS events,
+  deleting what it reports done, as Lambda's event source mapping does.
+State lives in memory (moto): it is gone when the process stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+from ..cloud.context import REGION, LambdaContext
+from . import cloudformation
+from .lambda_host import REPO, OneRequestAtATime, Routes, load_handler, sqs_event
+
+log = logging.getLogger(__name__)
+
+STACK_NAME = "whisperless-local"
+TEMPLATE = REPO / "template.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalStack:
+    def __init__(
+        self,
+        *,
+        template: Path = TEMPLATE,
+        api_port: int = 0,
+        api_key: str | None = None,
+        allow_local_callbacks: bool = False,
+        host: str = "127.0.0.1",
+    ):
+        self.source = cloudformation.load_source(template)
+        self.translated = cloudformation.translate(self.source)
+        self.routes = Routes(cloudformation.api_routes(self.translated))
+        self.host = host
+        self.api_port = api_port or free_port()
+        self.moto_port = free_port()
+        self.api_key = api_key
+        self.allow_local_callbacks = allow_local_callbacks
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- the local AWS -------------------------------------------------------------------------
+    def _start_moto(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        from .moto_fixes import atomic_dynamodb_writes
+
+        atomic_dynamodb_writes()
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
+        self.moto.start()
+        self.endpoint = f"http://127.0.0.1:{self.moto_port}"
+        # Every boto3 client in this process (the handlers' too) talks to moto.
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": self.endpoint,
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+            }
+        )
+
+    def _deploy(self) -> None:
+        import boto3
+
+        from ..cloud.webhooks import new_secret
+
+        session = boto3.Session()
+        self.webhook_secret = new_secret()
+        secret_arn = session.client("secretsmanager").create_secret(
+            Name=f"{STACK_NAME}-webhook-secret", SecretString=self.webhook_secret
+        )["ARN"]
+        # What the template fills from its parameters a caller may set, as `sam deploy
+        # --parameter-overrides` would (WHISPERLESS_MODEL=tiny.en whisperless serve).
+        parameters = {
+            param: os.environ[variable]
+            for variable, param in cloudformation.parameter_variables(self.source).items()
+            if os.environ.get(variable)
+        }
+        parameters["ExistingWebhookSecretArn"] = secret_arn
+        self.deployment = cloudformation.deploy(session, self.translated, stack_name=STACK_NAME, parameters=parameters)
+        self.bucket = self.deployment.physical["AudioBucket"]
+        self.queue_url = self.deployment.physical["JobQueue"]
+        self.queue_arn = self.deployment.queue_arn("JobQueue")
+
+    def _configure_functions(self) -> None:
+        env = {**self.deployment.environments["TranscriberFunction"], **self.deployment.environments["ApiFunction"]}
+        env.update(
+            {
+                "ALLOW_LOCAL_CALLBACKS": "true" if self.allow_local_callbacks else "false",
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+                "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            }
+        )
+        os.environ.update(env)
+        from ..config import engine_settings, settings
+
+        settings.cache_clear()
+        engine_settings.cache_clear()
+        self.api = load_handler("api", "whisperless_local_api")
+        self.api_turns = OneRequestAtATime(self.api)
+        # Presigned uploads must point at the local S3, not at AWS's regional endpoint.
+        import boto3
+        from botocore.config import Config
+
+        self.api.service().presign_s3 = boto3.client(
+            "s3", endpoint_url=self.endpoint, config=Config(signature_version="s3v4", s3={"addressing_style": "path"})
+        )
+        self.transcriber = load_handler("transcriber", "whisperless_local_transcriber")
+
+    def _create_api_key(self) -> None:
+        import boto3
+
+        from ..cloud.apikeys import add_key, new_key
+
+        self.api_key = self.api_key or new_key()
+        add_key(boto3.resource("dynamodb").Table(os.environ["API_KEYS_TABLE"]), self.api_key, "local")
+
+    # -- the worker: the transcriber handler behind an SQS poller ------------------------------
+    def _work(self) -> None:
+        import boto3
+
+        sqs = boto3.client("sqs")
+        while not self._stop.is_set():
+            try:
+                reply = sqs.receive_message(
+                    QueueUrl=self.queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=1, AttributeNames=["All"]
+                )
+            except Exception:  # noqa: BLE001 - moto stopping under us at shutdown
+                if self._stop.is_set():
+                    return
+                raise
+            messages = reply.get("Messages", [])
+            if not messages:
+                continue
+            try:
+                reply = self.transcriber.handler(
+                    sqs_event(messages, self.queue_arn), LambdaContext("TranscriberFunction", 900)
+                )
+            except Exception:  # noqa: BLE001 - like Lambda: the whole batch comes back later
+                log.exception("transcriber handler failed")
+                continue
+            failed = {f["itemIdentifier"] for f in (reply or {}).get("batchItemFailures", [])}
+            for message in messages:
+                if message["MessageId"] not in failed:
+                    sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> dict:
+        from .http import ApiServer
+
+        self._start_moto()
+        self._deploy()
+        self._configure_functions()
+        self._create_api_key()
+        self.server = ApiServer(self, self.host, self.api_port)
+        for target in (self.server.serve_forever, self._work):
+            thread = threading.Thread(target=target, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self.info()
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "api": f"http://{self.host}:{self.api_port}",
+            "s3": self.endpoint,
+            "bucket": self.bucket,
+            "apiKey": self.api_key,
+            "webhookSecret": self.webhook_secret,
+            "stack": STACK_NAME,
+        }
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self.moto.stop()

@@ -1,0 +1,684 @@
+"""The HTTP API handler against moto, driven by API Gateway v2 events built from real
+``requests`` calls (the seed client's own), so multipart bodies are exactly what a
+client sends. No worker runs here: results are written the way the worker writes them."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import pytest
+import requests
+from botocore.config import Config
+from moto import mock_aws
+
+from support import (
+    REGION,
+    Answer,
+    LambdaContext,
+    create_tables,
+    load_handler,
+    set_aws_env,
+    to_event,
+    wire_bucket_to_queue,
+)
+from whisperless.cloud import apikeys, netguard
+from whisperless.cloud.api import Api
+from whisperless.cloud.forms import ApiError, audio_name, parse_multipart, safe_filename
+from whisperless.cloud.stores import ResultStore
+from whisperless.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+BUCKET = "whisperless-test-audio"
+BASE = "https://a1b2c3d4e5.execute-api.us-east-1.amazonaws.com"
+KEY_A = "wl_test_key_for_client_a"
+KEY_B = "wl_test_key_for_client_b"
+KEY_OFF = "wl_test_disabled_key"
+SAMPLE_KEY = "wl_test_4f9c2b7e1d8a6035c4e2f1a9b7d3e5c0"  # the key in events/apigw-v2-*.json
+WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(256)) + b"\r\n\r\n--not-a-boundary\r\n"
+PUBLIC_IP = "93.184.216.34"
+# The seed client's form: every field sent, empty meaning unset.
+SEED_FORM = {
+    "fileType": "",
+    "diarization": "true",
+    "numSpeakers": "",
+    "initialPrompt": "",
+    "language": "",
+    "task": "",
+    "callbackURL": "",
+}
+
+
+class FakeTime:
+    """A clock that moves only when slept on; ``on_sleep`` hooks run at each pause."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+        self.on_sleep = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        for hook in self.on_sleep:
+            hook()
+
+
+@pytest.fixture(scope="module")
+def app_module():
+    return load_handler("api", "api_app")
+
+
+@pytest.fixture(autouse=True)
+def fake_dns(monkeypatch):
+    def resolve(host, port):
+        if host.endswith("example.com"):
+            return [PUBLIC_IP]
+        raise OSError(f"no DNS in tests for {host}")
+
+    monkeypatch.setattr(netguard, "resolver", resolve)
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    set_aws_env(monkeypatch)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        sqs = boto3.client("sqs", region_name=REGION)
+        events = boto3.client("events", region_name=REGION)
+        dynamodb = boto3.resource("dynamodb", region_name=REGION)
+        # Wired as template.yaml wires it, so an upload's own job message shows up on the queue.
+        queue = wire_bucket_to_queue(s3, sqs, events, BUCKET)
+        create_tables(dynamodb, {"jobs": "id", "apikeys": "keyHash"})
+        keys = dynamodb.Table("apikeys")
+        apikeys.add_key(keys, KEY_A, "client-a")
+        apikeys.add_key(keys, KEY_B, "client-b")
+        apikeys.add_key(keys, KEY_OFF, "client-off", enabled=False)
+        apikeys.add_key(keys, SAMPLE_KEY, "client-sample")
+        yield {"s3": s3, "sqs": sqs, "queue": queue, "dynamodb": dynamodb, "jobs": dynamodb.Table("jobs")}
+
+
+@pytest.fixture
+def clock():
+    return FakeTime()
+
+
+@pytest.fixture
+def make_api(aws, app_module, clock, monkeypatch):
+    """Install an Api with the given settings as the handler's service."""
+
+    def make(**overrides) -> Api:
+        values = dict(
+            bucket=BUCKET,
+            jobs_table="jobs",
+            api_keys_table="apikeys",
+            queue_url=aws["queue"],
+            result_wait_seconds=0,
+            max_audio_bytes=1024 * 1024,
+        )
+        values.update(overrides)
+        presign = boto3.client(
+            "s3",
+            region_name=REGION,
+            endpoint_url=f"https://s3.{REGION}.amazonaws.com",
+            config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}),
+        )
+        api = Api(
+            Settings(**values),
+            s3=aws["s3"],
+            dynamodb=aws["dynamodb"],
+            sqs=aws["sqs"],
+            presign_s3=presign,
+            sleep=clock.sleep,
+            clock=clock.clock,
+        )
+        monkeypatch.setattr(app_module, "_service", api)
+        return api
+
+    return make
+
+
+@pytest.fixture
+def api(make_api):
+    return make_api()
+
+
+# ------------------------------------------------------------------ events from requests
+
+
+def invoke(app_module, event: dict, context: LambdaContext | None = None) -> Answer:
+    return Answer(app_module.handler(event, context or LambdaContext("ApiFunction", 29)))
+
+
+def call(
+    app_module, method: str, path: str, *, key: str | None = KEY_A, context: LambdaContext | None = None, **kwargs
+) -> Answer:
+    headers = dict(kwargs.pop("headers", {}))
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    prepared = requests.Request(method, BASE + path, headers=headers, **kwargs).prepare()
+    return invoke(app_module, to_event(prepared), context)
+
+
+def seed_post(app_module, key: str | None = KEY_A, filename: str = "a.wav", data: bytes = WAV, **form) -> Answer:
+    """The seed client's call: requests.post(url, headers=..., data={...}, files={"file": ...})."""
+    return call(
+        app_module, "POST", "/v1/transcriptions", key=key, data={**SEED_FORM, **form}, files={"file": (filename, data)}
+    )
+
+
+def stored_keys(aws) -> list[str]:
+    return [o["Key"] for o in aws["s3"].list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+
+
+def queued(aws) -> list[dict]:
+    reply = aws["sqs"].receive_message(QueueUrl=aws["queue"], MaxNumberOfMessages=10, WaitTimeSeconds=0)
+    return [json.loads(m["Body"]) for m in reply.get("Messages", [])]
+
+
+def assert_nothing_stored(aws):
+    assert stored_keys(aws) == []
+    assert aws["jobs"].scan()["Items"] == []
+    assert queued(aws) == []
+
+
+COMPLETED = {
+    "status": "completed",
+    "language": "en",
+    "text": "Hello World",
+    "segments": [{"start": 0.0, "end": 3.0, "text": "Hello World", "words": []}],
+}
+
+
+# ------------------------------------------------------------------ file uploads
+
+
+def test_seed_multipart_call_is_stored_and_queued_once(app_module, api, aws):
+    answer = seed_post(app_module)
+
+    assert answer.status == 202
+    job_id = answer.json["id"]
+    assert answer.json == {"id": job_id, "status": "queued", "statusUrl": f"/v1/transcriptions/{job_id}"}
+    assert len(job_id) == 32 and int(job_id, 16) >= 0
+    key = f"uploads/{job_id}/a.wav"
+    assert stored_keys(aws) == [key]
+    stored = aws["s3"].get_object(Bucket=BUCKET, Key=key)
+    assert stored["Body"].read() == WAV
+    # Only the fields that were set travel, plus our bookkeeping.
+    assert stored["Metadata"] == {"jobid": job_id, "clientid": "client-a", "diarization": "true"}
+    job = aws["jobs"].get_item(Key={"id": job_id})["Item"]
+    assert job["status"] == "queued" and job["clientId"] == "client-a"
+    assert job["bucket"] == BUCKET and job["key"] == key and job["params"] == {"diarization": "true"}
+    # The upload's own S3 event is the only job message: the API sent none.
+    messages = queued(aws)
+    assert len(messages) == 1
+    assert messages[0]["detail-type"] == "Object Created" and messages[0]["detail"]["object"]["key"] == key
+
+
+def test_result_within_the_wait_is_returned_and_readable(app_module, make_api, aws, clock):
+    make_api(result_wait_seconds=5)
+
+    def worker_finishes():
+        # Written exactly as the worker writes it: <audio key>.json next to the audio.
+        if len(clock.sleeps) == 2:
+            (key,) = [k for k in stored_keys(aws) if not k.endswith(".json")]
+            job_id = key.split("/")[1]
+            ResultStore(aws["s3"]).write(BUCKET, key, {"id": job_id, **COMPLETED})
+
+    clock.on_sleep.append(worker_finishes)
+    answer = seed_post(app_module)
+
+    assert answer.status == 200
+    job_id = answer.json["id"]
+    assert answer.json == {"id": job_id, **COMPLETED}
+    assert clock.sleeps[0] < clock.sleeps[1]  # backing off
+    status = call(app_module, "GET", f"/v1/transcriptions/{job_id}")
+    assert status.status == 200 and status.json == answer.json
+
+
+def test_a_failed_input_answers_422_with_the_failed_document(app_module, make_api, aws, clock, tmp_path):
+    from whisperless.contract.documents import failed_document
+    from whisperless.engine.audio import decode_audio
+    from whisperless.errors import AudioError
+
+    make_api(result_wait_seconds=5)
+    body = b"not audio at all"
+    (tmp_path / "upload.wav").write_bytes(body)
+    with pytest.raises(AudioError) as decoding:  # what the worker's decoder says of this upload
+        decode_audio(tmp_path / "upload.wav")
+
+    def worker_fails():
+        (key,) = stored_keys(aws)
+        ResultStore(aws["s3"]).write(BUCKET, key, failed_document(key.split("/")[1], decoding.value))
+
+    clock.on_sleep.append(worker_fails)
+    answer = seed_post(app_module, data=body)
+    assert answer.status == 422
+    assert answer.json["status"] == "failed" and answer.json["error"]["code"] == "not_audio"
+
+
+@pytest.mark.parametrize("code", sorted(__import__("whisperless.errors").errors.AudioError.codes))
+def test_every_decoder_failure_is_the_callers_fault(code):
+    from whisperless.contract.documents import failed_document, input_was_bad
+    from whisperless.errors import AudioError
+
+    assert input_was_bad(failed_document("j", AudioError("bad", code=code)))
+
+
+def test_no_result_within_the_wait_answers_202_within_the_budget(app_module, make_api, aws, clock):
+    make_api(result_wait_seconds=3)
+    answer = seed_post(app_module)
+    assert answer.status == 202 and answer.json["status"] == "queued"
+    assert answer.headers["location"] == answer.json["statusUrl"]
+    assert sum(clock.sleeps) == pytest.approx(3)
+    assert max(clock.sleeps) <= 2.0
+
+
+def test_the_wait_leaves_the_lambda_time_to_answer(app_module, make_api, clock):
+    make_api(result_wait_seconds=25)
+    answer = call(
+        app_module,
+        "POST",
+        "/v1/transcriptions",
+        data=SEED_FORM,
+        files={"file": ("a.wav", WAV)},
+        context=LambdaContext("ApiFunction", 5),
+    )
+    assert answer.status == 202
+    assert sum(clock.sleeps) == pytest.approx(3, abs=0.05)  # 5 s left (a real deadline), 2 s kept back
+
+
+def test_with_a_callback_the_answer_is_immediate(app_module, make_api, clock):
+    make_api(result_wait_seconds=25)
+    answer = seed_post(app_module, callbackURL="https://hooks.example.com/whisperless")
+    assert answer.status == 202
+    assert clock.sleeps == []
+
+
+def test_file_type_supplies_the_extension_and_names_are_sanitised(app_module, api, aws):
+    answer = seed_post(app_module, filename="../../etc/my talk (1)", fileType="mp3")
+    assert answer.status == 202
+    assert stored_keys(aws) == [f"uploads/{answer.json['id']}/my_talk_1.mp3"]
+
+
+def test_non_ascii_parameters_survive_as_rfc2047_metadata(app_module, api, aws):
+    from email.header import decode_header, make_header
+
+    answer = seed_post(app_module, initialPrompt="Zürich, Müller\nGrüezi")
+    assert answer.status == 202
+    (key,) = stored_keys(aws)
+    value = aws["s3"].head_object(Bucket=BUCKET, Key=key)["Metadata"]["initialprompt"]
+    assert value.isascii()
+    assert str(make_header(decode_header(value))) == "Zürich, Müller\nGrüezi"
+
+
+# ------------------------------------------------------------------ URL jobs
+
+
+def test_url_job_sends_one_job_message(app_module, api, aws):
+    body = {
+        "url": "https://media.example.com/podcasts/episode%2042.MP3",
+        "diarization": True,
+        "numSpeakers": 2,
+        "language": "",
+        "task": "translate",
+    }
+    answer = call(app_module, "POST", "/v1/transcriptions", json=body)
+
+    assert answer.status == 202
+    job_id = answer.json["id"]
+    assert stored_keys(aws) == []  # the worker fetches the audio
+    (message,) = queued(aws)
+    assert message == {
+        "jobId": job_id,
+        "bucket": BUCKET,
+        "key": f"uploads/{job_id}/episode_42.MP3",
+        "url": body["url"],
+        "params": {"diarization": True, "numSpeakers": 2, "task": "translate"},
+    }
+    job = aws["jobs"].get_item(Key={"id": job_id})["Item"]
+    assert job["status"] == "queued" and job["clientId"] == "client-a"
+
+
+def test_url_without_an_audio_name_gets_a_neutral_one(app_module, api, aws):
+    answer = call(app_module, "POST", "/v1/transcriptions", json={"url": "https://media.example.com/"})
+    (message,) = queued(aws)
+    assert message["key"] == f"uploads/{answer.json['id']}/audio.audio"
+
+
+def test_sample_events_are_served(app_module, api, aws):
+    event = json.loads((EVENTS / "apigw-v2-multipart.json").read_text())
+    answer = invoke(app_module, event)
+    assert answer.status == 202
+    job_id = answer.json["id"]
+    key = f"uploads/{job_id}/hello.wav"
+    assert stored_keys(aws) == [key]
+    metadata = aws["s3"].head_object(Bucket=BUCKET, Key=key)["Metadata"]
+    assert metadata == {
+        "jobid": job_id,
+        "clientid": "client-sample",
+        "filetype": "wav",
+        "diarization": "true",
+        "numspeakers": "2",
+        "task": "transcribe",
+    }
+
+    event = json.loads((EVENTS / "apigw-v2-json.json").read_text())
+    assert invoke(app_module, event).status == 202
+
+    event = json.loads((EVENTS / "apigw-v2-get-status.json").read_text())
+    event["rawPath"] = event["requestContext"]["http"]["path"] = f"/v1/transcriptions/{job_id}"
+    event["pathParameters"] = {"id": job_id}
+    status = invoke(app_module, event)
+    assert status.status == 200 and status.json["status"] == "queued"
+
+
+# ------------------------------------------------------------------ refused requests
+
+
+@pytest.mark.parametrize(
+    "form, field",
+    [
+        ({"task": "summarize"}, "task"),
+        ({"numSpeakers": "two"}, "numSpeakers"),
+        ({"language": "xx"}, "language"),
+        ({"callbackURL": "http://10.0.0.1/hook"}, "callbackURL"),
+        ({"diarization": "maybe"}, "diarization"),
+        ({"initialPrompt": "x" * 3000}, "initialPrompt"),
+    ],
+)
+def test_bad_form_parameters_are_refused_before_anything_is_stored(app_module, api, aws, form, field):
+    answer = seed_post(app_module, **form)
+    assert answer.status == 400, answer.json
+    assert answer.json["error"]["field"] == field
+    assert answer.json["error"]["code"] in ("invalid_parameter", "unsafe_url")
+    assert answer.json["error"]["message"]
+    assert_nothing_stored(aws)
+
+
+@pytest.mark.parametrize(
+    "request_kwargs, field",
+    [
+        ({"json": {"url": "http://169.254.169.254/latest/meta-data/"}}, "url"),
+        ({"json": {"url": "https://media.example.com/a.mp3", "callbackURL": "http://10.0.0.1/hook"}}, "callbackURL"),
+        ({"json": {"url": "ftp://media.example.com/a.mp3"}}, "url"),
+        ({"json": {"url": "https://media.example.com/a.mp3", "task": "summarize"}}, "task"),
+        ({"json": {"diarization": "true"}}, "file"),
+        ({"json": {"url": ""}}, "file"),
+        ({"data": SEED_FORM}, "file"),
+        ({"data": {**SEED_FORM, "url": "https://media.example.com/a.mp3"}, "files": {"file": ("a.wav", WAV)}}, "url"),
+        ({"data": SEED_FORM, "files": {"file": ("a.wav", b"")}}, "file"),
+        ({"json": {"url": "https://media.example.com/a.mp3", "file": "UklGRg=="}}, "file"),
+        ({"data": b"{not json", "headers": {"Content-Type": "application/json"}}, "body"),
+    ],
+)
+def test_bad_requests_name_the_field_and_store_nothing(app_module, api, aws, request_kwargs, field):
+    answer = call(app_module, "POST", "/v1/transcriptions", **request_kwargs)
+    assert answer.status == 400, answer.json
+    assert answer.json["error"]["field"] == field
+    assert_nothing_stored(aws)
+
+
+def test_urlencoded_forms_work_for_url_jobs(app_module, api, aws):
+    answer = call(
+        app_module, "POST", "/v1/transcriptions", data={**SEED_FORM, "url": "https://media.example.com/a.mp3"}
+    )
+    assert answer.status == 202
+    assert queued(aws)[0]["url"] == "https://media.example.com/a.mp3"
+
+
+@pytest.mark.parametrize("key, status", [(None, 401), ("wl_not_a_key", 401), (KEY_OFF, 403)])
+def test_keys_are_required_known_and_enabled(app_module, api, aws, key, status):
+    answer = seed_post(app_module, key=key)
+    assert answer.status == status
+    assert answer.json["error"]["code"] in ("unauthorized", "forbidden")
+    assert_nothing_stored(aws)
+    assert call(app_module, "GET", "/v1/transcriptions/0123", key=key).status == status
+    assert call(app_module, "POST", "/v1/uploads", key=key, json={"filename": "a.wav"}).status == status
+
+
+def test_other_authorization_schemes_are_refused(app_module, api):
+    answer = call(
+        app_module,
+        "GET",
+        "/v1/transcriptions/abc",
+        key=None,
+        headers={"Authorization": "Basic " + base64.b64encode(b"a:b").decode()},
+    )
+    assert answer.status == 401 and answer.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_keys_never_reach_the_logs(app_module, api, capsys):
+    call(app_module, "POST", "/v1/transcriptions", key="wl_secret_unknown_key", json={})
+    seed_post(app_module)
+    captured = capsys.readouterr()
+    assert "wl_secret_unknown_key" not in captured.out + captured.err
+    assert KEY_A not in captured.out + captured.err
+
+
+def test_a_body_over_the_api_limit_is_413(app_module, make_api, aws):
+    make_api(max_audio_bytes=50 * 1024 * 1024)
+    answer = seed_post(app_module, data=b"\0" * (10 * 1024 * 1024 + 1))
+    assert answer.status == 413
+    assert "/v1/uploads" in answer.json["error"]["message"]
+    assert_nothing_stored(aws)
+
+
+def test_a_file_over_the_audio_limit_is_413(app_module, make_api, aws):
+    make_api(max_audio_bytes=100)
+    answer = seed_post(app_module)
+    assert answer.status == 413 and answer.json["error"]["field"] == "file"
+    assert_nothing_stored(aws)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/xml", "audio/wav"])
+def test_unsupported_content_types_are_415(app_module, api, aws, content_type):
+    answer = call(app_module, "POST", "/v1/transcriptions", data=WAV, headers={"Content-Type": content_type})
+    assert answer.status == 415 and answer.json["error"]["field"] == "Content-Type"
+    assert_nothing_stored(aws)
+    answer = call(
+        app_module,
+        "POST",
+        "/v1/uploads",
+        data=b"filename=a.wav",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status == 415
+
+
+# ------------------------------------------------------------------ status
+
+
+def test_only_the_owner_sees_a_job(app_module, api):
+    job_id = seed_post(app_module).json["id"]
+    mine = call(app_module, "GET", f"/v1/transcriptions/{job_id}")
+    assert mine.status == 200 and mine.json == {
+        "id": job_id,
+        "status": "queued",
+        "statusUrl": f"/v1/transcriptions/{job_id}",
+    }
+    theirs = call(app_module, "GET", f"/v1/transcriptions/{job_id}", key=KEY_B)
+    missing = call(app_module, "GET", "/v1/transcriptions/" + "0" * 32, key=KEY_B)
+    assert theirs.status == missing.status == 404
+    assert theirs.json["error"]["code"] == missing.json["error"]["code"] == "not_found"
+
+
+def test_status_follows_the_job_record(app_module, api, aws):
+    job_id = seed_post(app_module).json["id"]
+    aws["jobs"].update_item(
+        Key={"id": job_id},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": "processing"},
+    )
+    assert call(app_module, "GET", f"/v1/transcriptions/{job_id}").json["status"] == "processing"
+
+
+def test_unknown_routes_are_json_404(app_module, api):
+    answer = call(app_module, "GET", "/v1/nothing-here")
+    assert answer.status == 404 and answer.json["error"]["code"] == "not_found"
+
+
+# ------------------------------------------------------------------ presigned uploads
+
+
+def test_presigned_upload_is_sigv4_with_signed_metadata(app_module, api, aws):
+    body = {
+        "filename": "long talk.m4a",
+        "diarization": True,
+        "numSpeakers": 2,
+        "initialPrompt": "Zürich",
+        "callbackURL": "https://hooks.example.com/whisperless",
+    }
+    answer = call(app_module, "POST", "/v1/uploads", json=body)
+
+    assert answer.status == 201, answer.json
+    job_id = answer.json["id"]
+    assert answer.json["method"] == "PUT" and answer.json["expiresIn"] == 900
+    assert answer.json["statusUrl"] == f"/v1/transcriptions/{job_id}"
+    url = urlsplit(answer.json["uploadUrl"])
+    assert url.scheme == "https" and url.netloc == f"{BUCKET}.s3.{REGION}.amazonaws.com"
+    assert url.path == f"/uploads/{job_id}/long_talk.m4a"
+    query = {name: values[0] for name, values in parse_qs(url.query).items()}
+    assert query["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
+    assert query["X-Amz-Expires"] == "900"
+    headers = answer.json["headers"]
+    assert headers["x-amz-meta-jobid"] == job_id and headers["x-amz-meta-clientid"] == "client-a"
+    assert headers["x-amz-meta-diarization"] == "true" and headers["x-amz-meta-numspeakers"] == "2"
+    assert headers["x-amz-meta-callbackurl"] == body["callbackURL"]
+    assert all(value.isascii() for value in headers.values())
+    # The metadata are part of the signature, so the client cannot change them.
+    assert set(query["X-Amz-SignedHeaders"].split(";")) == {"host", *headers}
+    assert aws["jobs"].get_item(Key={"id": job_id})["Item"]["status"] == "awaiting_upload"
+
+    # The client's PUT, exactly as told; the object then starts the job like any upload.
+    put = requests.put(answer.json["uploadUrl"], data=WAV, headers=headers)
+    assert put.status_code == 200
+    head = aws["s3"].head_object(Bucket=BUCKET, Key=f"uploads/{job_id}/long_talk.m4a")
+    assert head["Metadata"]["jobid"] == job_id and head["ContentLength"] == len(WAV)
+    status = call(app_module, "GET", f"/v1/transcriptions/{job_id}")
+    assert status.status == 200 and status.json["status"] == "awaiting_upload"
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({}, "filename"),
+        ({"filename": ""}, "filename"),
+        ({"filename": 5}, "filename"),
+        ({"filename": "a.wav", "task": "summarize"}, "task"),
+        ({"filename": "a.wav", "callbackURL": "http://169.254.169.254/"}, "callbackURL"),
+    ],
+)
+def test_bad_upload_requests_store_nothing(app_module, api, aws, body, field):
+    answer = call(app_module, "POST", "/v1/uploads", json=body)
+    assert answer.status == 400 and answer.json["error"]["field"] == field
+    assert_nothing_stored(aws)
+
+
+# ------------------------------------------------------------------ OpenAPI
+
+
+def test_openapi_document_needs_no_key_and_lists_the_routes(app_module, api):
+    answer = call(app_module, "GET", "/v1/openapi.json", key=None)
+    assert answer.status == 200
+    paths = answer.json["paths"]
+    assert "post" in paths["/v1/transcriptions"]
+    assert "get" in paths["/v1/transcriptions/{job_id}"]
+    assert "post" in paths["/v1/uploads"]
+    multipart = paths["/v1/transcriptions"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert {"file", "diarization", "numSpeakers", "callbackURL", "language", "task"} <= set(multipart["properties"])
+    assert answer.json["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+
+
+def test_powertools_validation_errors_use_the_error_format(app_module):
+    from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+    error = RequestValidationError([{"type": "missing", "loc": ("body", "filename"), "msg": "Field required"}])
+    response = app_module._validation_error(error)
+    assert response.status_code == 422
+    assert response.body == {"error": {"code": "validation_error", "message": "Field required", "field": "filename"}}
+
+
+# ------------------------------------------------------------------ pieces
+
+
+def test_multipart_parsing_keeps_binary_files_exact():
+    data = bytes(range(256)) * 64 + b"\r\n--x\r\n\r\n"
+    prepared = requests.Request(
+        "POST",
+        BASE,
+        data={"language": "de", "initialPrompt": "Grüße"},
+        files={"file": ("Zürich café.wav", data, "audio/wav")},
+    ).prepare()
+    fields, upload = parse_multipart(prepared.body, prepared.headers["Content-Type"])
+    assert fields == {"language": "de", "initialPrompt": "Grüße"}
+    assert upload.data == data and upload.filename == "Zürich café.wav" and upload.content_type == "audio/wav"
+
+
+def test_malformed_multipart_is_400():
+    with pytest.raises(ApiError) as caught:
+        parse_multipart(b"garbage", "multipart/form-data; boundary=abc")
+    assert caught.value.status == 400
+    with pytest.raises(ApiError):
+        parse_multipart(b"", "multipart/form-data")
+
+
+@pytest.mark.parametrize(
+    "filename, file_type, content_type, expected",
+    [
+        ("a.wav", None, None, "a.wav"),
+        ("talk.MP3", None, None, "talk.MP3"),
+        ("C:\\Users\\me\\talk.flac", None, None, "talk.flac"),
+        ("../../x", None, None, "x.audio"),
+        ("notes.txt", None, None, "notes.txt.audio"),
+        ("result.json", None, None, "result.json.audio"),
+        ("recording", "m4a", None, "recording.m4a"),
+        ("recording", ".ogg", None, "recording.ogg"),
+        ("recording", None, "audio/mpeg", "recording.mp3"),
+        ("recording", "nonsense", None, "recording.audio"),
+        (None, None, None, "audio.audio"),
+        ("...", None, None, "audio.audio"),
+        ("Zürich café.wav", None, None, "Zürich_café.wav"),
+    ],
+)
+def test_audio_names(filename, file_type, content_type, expected):
+    assert audio_name(filename, file_type, content_type) == expected
+
+
+def test_safe_filenames_have_no_path():
+    assert "/" not in safe_filename("a/../../b") and "\\" not in safe_filename("a\\b")
+    assert len(safe_filename("x" * 500 + ".wav")) <= 100
+
+
+def test_api_keys_are_hashed_and_checked(aws):
+    table = aws["dynamodb"].Table("apikeys")
+    key = apikeys.new_key()
+    assert key.startswith("wl_") and len(key) > 40 and key != apikeys.new_key()
+    digest = apikeys.add_key(table, key, "client-x")
+    item = table.get_item(Key={"keyHash": digest})["Item"]
+    assert digest == apikeys.hash_key(key) and len(digest) == 64 and key not in json.dumps(item, default=str)
+    assert apikeys.lookup(table, key) == "client-x"
+    with pytest.raises(apikeys.UnknownKey):
+        apikeys.lookup(table, key + "x")
+    apikeys.set_enabled(table, key, False)
+    with pytest.raises(apikeys.DisabledKey):
+        apikeys.lookup(table, key)
+
+
+def test_the_api_module_loads_no_models():
+    code = (
+        "import sys, whisperless.cloud.api; heavy = {'torch', 'faster_whisper', 'ctranslate2', 'pyannote', 'av'};"
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

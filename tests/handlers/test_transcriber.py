@@ -1,0 +1,261 @@
+"""The transcriber Lambda against moto: upload -> EventBridge -> SQS -> handler ->
+`<key>.json` next to the audio, signed callbacks to a real local server, duplicates
+done once, bad audio answered with the failed document and no retry storm."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+from standardwebhooks.webhooks import Webhook
+
+from support import (
+    REGION,
+    LambdaContext,
+    Receiver,
+    create_tables,
+    load_handler,
+    receive,
+    set_aws_env,
+    sqs_event,
+    wire_bucket_to_queue,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+BUCKET = "whisperless-test-audio"
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@pytest.fixture(scope="module")
+def app_module():
+    return load_handler("transcriber", "transcriber_app")
+
+
+@pytest.fixture
+def aws(monkeypatch, app_module):
+    set_aws_env(monkeypatch)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        sqs = boto3.client("sqs", region_name=REGION)
+        events = boto3.client("events", region_name=REGION)
+        dynamodb = boto3.resource("dynamodb", region_name=REGION)
+        queue = wire_bucket_to_queue(s3, sqs, events, BUCKET)  # as template.yaml wires it
+        create_tables(dynamodb, {"jobs": "id", "idempotency": "id"})
+        from whisperless.cloud.runner import JobRunner
+        from whisperless.config import Settings
+        from whisperless.engine import Engine
+
+        settings = Settings(
+            bucket=BUCKET,
+            jobs_table="jobs",
+            idempotency_table="idempotency",
+            webhook_secret=SECRET,
+            allow_local_callbacks=True,  # loopback receivers, tests only
+            max_audio_bytes=50 * 1024 * 1024,
+        )
+        app_module._runner = JobRunner(
+            s3=s3,
+            dynamodb=dynamodb,
+            settings=settings,
+            engine=Engine(whisper_model="tiny.en"),
+            metrics=app_module.metrics,
+            callback_sleep=lambda seconds: None,
+        )
+        yield {"s3": s3, "sqs": sqs, "queue": queue, "jobs": dynamodb.Table("jobs"), "app": app_module}
+        app_module._runner = None
+
+
+def _drain(aws) -> dict:
+    """Receive what the bucket's notifications put on the queue, as Lambda's SQS event."""
+    return sqs_event(receive(aws["sqs"], aws["queue"]))
+
+
+def _invoke(aws, event) -> dict:
+    return aws["app"].handler(event, LambdaContext())
+
+
+def _result(aws, key):
+    return json.loads(aws["s3"].get_object(Bucket=BUCKET, Key=key + ".json")["Body"].read())
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, sample_wav) -> bytes:
+    from conftest import encode
+
+    return encode(sample_wav, tmp_path_factory.mktemp("clip") / "clip.mp3", "libmp3lame", seconds=12).read_bytes()
+
+
+@pytest.mark.parametrize("key", ["calls/2024/my talk (1).mp3", "réunions/été+hiver 50%.mp3"])
+def test_upload_writes_the_result_next_to_the_audio(aws, clip, key):
+    aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=clip, Metadata={"language": "en"})
+    event = _drain(aws)
+    assert len(event["Records"]) == 1
+    reply = _invoke(aws, event)
+    assert reply == {"batchItemFailures": []}
+    doc = _result(aws, key)
+    assert doc["status"] == "completed" and doc["language"] == "en"
+    assert "hello" in doc["text"].lower()
+    assert doc["source"] == {"bucket": BUCKET, "key": key}
+    assert all(w["timestamp"] == w["end"] for s in doc["segments"] for w in s["words"])
+    job = aws["jobs"].get_item(Key={"id": doc["id"]})["Item"]
+    assert job["status"] == "completed" and job["resultKey"] == key + ".json"
+    # Writing the result raised no new job: the rule excludes .json keys.
+    assert _drain(aws)["Records"] == []
+
+
+def test_object_metadata_parameters_are_honoured(aws, sample_wav):
+    aws["s3"].put_object(
+        Bucket=BUCKET,
+        Key="meetings/sample.wav",
+        Body=sample_wav.read_bytes(),
+        Metadata={"diarization": "true", "numspeakers": "2", "language": "en"},
+    )
+    _invoke(aws, _drain(aws))
+    doc = _result(aws, "meetings/sample.wav")
+    assert {t["speaker"] for t in doc["diarization"]} == {"SPEAKER_00", "SPEAKER_01"}
+    assert all("speaker" in w for s in doc["segments"] for w in s["words"])
+
+
+def test_real_shaped_s3_notification_with_encoded_key(aws, clip):
+    key = "calls/2024/my talk (1).wav"
+    aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=clip)
+    _drain(aws)  # the EventBridge copy is not used here
+    event = json.loads((ROOT / "events/sqs-s3-put.json").read_text())
+    body = json.loads(event["Records"][0]["body"])
+    body["Records"][0]["s3"]["bucket"]["name"] = BUCKET
+    body["Records"][0]["s3"]["object"]["key"] = "calls/2024/my+talk+%281%29.wav"
+    event["Records"][0]["body"] = json.dumps(body)
+    assert _invoke(aws, event) == {"batchItemFailures": []}
+    assert _result(aws, key)["status"] == "completed"
+
+
+def test_callback_is_signed_and_retried_until_it_succeeds_once(aws, clip):
+    receiver = Receiver([500, 500, 200])
+    try:
+        aws["s3"].put_object(Bucket=BUCKET, Key="cb/ok.mp3", Body=clip, Metadata={"callbackurl": receiver.url})
+        _invoke(aws, _drain(aws))
+        assert len(receiver.requests) == 3
+        ids = {headers["webhook-id"] for headers, _ in receiver.requests}
+        assert len(ids) == 1
+        headers, body = receiver.requests[-1]
+        payload = Webhook(SECRET).verify(body, headers)  # raises if the signature is wrong
+        assert payload == _result(aws, "cb/ok.mp3")
+        job = aws["jobs"].get_item(Key={"id": payload["id"]})["Item"]
+        assert job["callback"]["delivered"] is True and int(job["callback"]["attempts"]) == 3
+    finally:
+        receiver.close()
+
+
+def test_unreachable_callback_keeps_the_result_and_records_the_failure(aws, clip):
+    receiver = Receiver([503])
+    try:
+        aws["s3"].put_object(Bucket=BUCKET, Key="cb/down.mp3", Body=clip, Metadata={"callbackurl": receiver.url})
+        assert _invoke(aws, _drain(aws)) == {"batchItemFailures": []}
+        doc = _result(aws, "cb/down.mp3")
+        assert doc["status"] == "completed"
+        job = aws["jobs"].get_item(Key={"id": doc["id"]})["Item"]
+        assert job["callback"]["delivered"] is False and job["callback"]["error"]
+    finally:
+        receiver.close()
+
+
+def test_duplicate_events_do_the_work_once_and_call_back_once(aws, clip):
+    receiver = Receiver([200])
+    try:
+        aws["s3"].put_object(Bucket=BUCKET, Key="dup/a.mp3", Body=clip, Metadata={"callbackurl": receiver.url})
+        event = _drain(aws)
+        for _ in range(3):  # at-least-once delivery, including via the other entry shape
+            assert _invoke(aws, copy.deepcopy(event)) == {"batchItemFailures": []}
+        assert _invoke(aws, json.loads(event["Records"][0]["body"]))["results"][0]["status"] == "completed"
+        assert len(receiver.requests) == 1
+        doc = _result(aws, "dup/a.mp3")
+        assert int(aws["jobs"].get_item(Key={"id": doc["id"]})["Item"]["attempts"]) == 1
+    finally:
+        receiver.close()
+
+
+def test_corrupt_audio_gets_the_failed_document_and_a_callback_without_retries(aws):
+    receiver = Receiver([200])
+    try:
+        aws["s3"].put_object(
+            Bucket=BUCKET,
+            Key="bad/noise.wav",
+            Body=b"RIFF\x00\x00" + bytes(range(256)) * 8,
+            Metadata={"callbackurl": receiver.url},
+        )
+        assert _invoke(aws, _drain(aws)) == {"batchItemFailures": []}  # done: not redelivered
+        doc = _result(aws, "bad/noise.wav")
+        assert doc["status"] == "failed" and doc["error"]["code"] in {"not_audio", "corrupt_audio"}
+        assert doc["source"] == {"bucket": BUCKET, "key": "bad/noise.wav"}
+        assert json.loads(receiver.requests[0][1]) == doc
+    finally:
+        receiver.close()
+
+
+def test_bad_metadata_parameter_fails_the_job_naming_the_field(aws, clip):
+    aws["s3"].put_object(Bucket=BUCKET, Key="bad/params.mp3", Body=clip, Metadata={"task": "summarize"})
+    _invoke(aws, _drain(aws))
+    doc = _result(aws, "bad/params.mp3")
+    assert doc["status"] == "failed" and doc["error"]["field"] == "task"
+
+
+def test_non_jobs_are_skipped_not_failed(aws):
+    test_event = json.loads((ROOT / "events/sqs-s3-test-event.json").read_text())
+    assert _invoke(aws, test_event) == {"batchItemFailures": []}
+    aws["s3"].put_object(Bucket=BUCKET, Key="notes/readme.txt", Body=b"hello")
+    reply = _invoke(aws, _drain(aws))
+    assert reply == {"batchItemFailures": []}
+    assert "Contents" not in aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix="notes/readme.txt.json")
+
+
+def test_infrastructure_failure_reports_the_message_for_redelivery(aws, clip):
+    aws["s3"].put_object(Bucket=BUCKET, Key="infra/a.mp3", Body=clip)
+    event = _drain(aws)
+    aws["jobs"].delete()  # DynamoDB unavailable for this job
+    reply = _invoke(aws, event)
+    assert reply == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert "Contents" not in aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix="infra/a.mp3.json")
+
+
+def _job_message_event(job_id: str, url: str, receive_count: int) -> dict:
+    body = {
+        "jobId": job_id,
+        "bucket": BUCKET,
+        "key": f"uploads/{job_id}/talk.mp3",
+        "url": url,
+        "params": {"callbackURL": ""},
+    }
+    return sqs_event(
+        [
+            {
+                "MessageId": f"m-{job_id}-{receive_count}",
+                "ReceiptHandle": "r",
+                "Body": json.dumps(body),
+                "Attributes": {"ApproximateReceiveCount": str(receive_count)},
+            }
+        ]
+    )
+
+
+def test_a_passing_failure_is_retried_then_answered_on_the_last_delivery(aws):
+    """An audio URL that keeps answering 503: redelivered; the queue's last receive writes the
+    failed document (and calls back) before the message moves to the DLQ."""
+    source = Receiver([503])  # the "audio server", down
+    try:
+        first = _invoke(aws, _job_message_event("j-flaky", source.url, receive_count=1))
+        assert first == {"batchItemFailures": [{"itemIdentifier": "m-j-flaky-1"}]}
+        assert "Contents" not in aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix="uploads/j-flaky/")
+        last = _invoke(aws, _job_message_event("j-flaky", source.url, receive_count=3))
+        # Still reported failed, so the queue moves it to the DLQ (a redrive can retry it) ...
+        assert last == {"batchItemFailures": [{"itemIdentifier": "m-j-flaky-3"}]}
+        # ... but the user is told now.
+        doc = _result(aws, "uploads/j-flaky/talk.mp3")
+        assert doc["status"] == "failed" and doc["error"]["code"] == "retries_exhausted"
+        assert "3 attempts" in doc["error"]["message"]
+        assert aws["jobs"].get_item(Key={"id": "j-flaky"})["Item"]["status"] == "failed"
+    finally:
+        source.close()

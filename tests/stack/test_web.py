@@ -1,0 +1,200 @@
+"""The web page of `whisperless serve`, driven in headless Chromium against the real local stack."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from localstack import running_stack
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium (/usr/bin/chromium): run scripts/setup"
+)
+
+RESULT_TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def stack():
+    with running_stack() as info:
+        yield info
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, sample_wav):
+    """Twelve seconds of the two-speaker sample: enough speech, quick to transcribe."""
+    from conftest import encode
+
+    return encode(sample_wav, tmp_path_factory.mktemp("web") / "clip.wav", "pcm_s16le", seconds=12)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1100,1500",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):
+        options.add_argument(arg)
+    # An explicit driver path: Selenium Manager must never try to download one (offline machine).
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _by():
+    from selenium.webdriver.common.by import By
+
+    return By
+
+
+def _wait(driver, condition, timeout: float = 10):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition)
+
+
+def _open(driver, stack, key: str, clip: Path, *, diarization: bool = False, language: str = ""):
+    By = _by()
+    driver.get(stack["api"] + "/")
+    field = driver.find_element(By.ID, "api-key")
+    field.clear()
+    field.send_keys(key)
+    driver.find_element(By.ID, "file").send_keys(str(clip))
+    if diarization:
+        driver.find_element(By.ID, "diarization").click()
+    if language:
+        driver.find_element(By.ID, "language").send_keys(language)
+
+
+def _finished(driver):
+    """Words on the page, or an error: whichever comes first (a failure should not wait the full timeout)."""
+    By = _by()
+    error = driver.find_element(By.ID, "error")
+    if error.is_displayed():
+        return "error"
+    return "words" if driver.find_elements(By.CSS_SELECTOR, "#transcript .word") else False
+
+
+def test_transcript_with_speakers_words_and_playback(stack, browser, clip, tmp_path):
+    By = _by()
+    _open(browser, stack, stack["apiKey"], clip, diarization=True)
+    assert browser.find_element(By.ID, "player").get_attribute("src").startswith("blob:")
+    browser.find_element(By.ID, "submit").click()
+    outcome = _wait(browser, _finished, RESULT_TIMEOUT)
+    assert outcome == "words", browser.find_element(By.ID, "error").text
+
+    transcript = browser.find_element(By.ID, "transcript")
+    assert "hello" in transcript.text.lower()
+    assert browser.find_element(By.ID, "status").text.startswith("Done")
+    segments = transcript.find_elements(By.CLASS_NAME, "segment")
+    speakers = [s.text for s in transcript.find_elements(By.CSS_SELECTOR, ".segment .speaker")]
+    assert segments and len(speakers) == len(segments)
+    assert all(re.fullmatch(r"SPEAKER_\d\d", s) for s in speakers), speakers
+    assert "SPEAKER_00" in speakers
+
+    words = transcript.find_elements(By.CLASS_NAME, "word")
+    assert all(w.get_attribute("data-start") for w in words)
+    assert "probability" in words[0].get_attribute("title")
+    # A word well into the clip, so "playback from its start" is not the same as "from 0".
+    word = next(w for w in words if float(w.get_attribute("data-start")) > 2)
+    start = float(word.get_attribute("data-start"))
+    word.click()
+    position = browser.execute_script("return document.getElementById('player').currentTime")
+    assert abs(position - start) < 0.5, (position, start)
+
+    # The raw JSON is the API's document, and downloadable.
+    raw = browser.find_element(By.ID, "raw")
+    raw.find_element(By.TAG_NAME, "summary").click()
+    assert '"diarization"' in browser.find_element(By.ID, "raw-json").text
+    link = browser.find_element(By.ID, "download")
+    assert link.get_attribute("href").startswith("blob:") and link.get_attribute("download") == "clip.wav.json"
+
+    # For people: keep a picture to look at, wide and phone-narrow (no sideways scrolling there).
+    browser.save_screenshot(str(tmp_path / "web-wide.png"))
+    dark = [{"name": "prefers-color-scheme", "value": "dark"}]
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": dark})
+    browser.save_screenshot(str(tmp_path / "web-dark.png"))
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+    browser.set_window_size(390, 1400)
+    try:
+        overflow = browser.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        browser.save_screenshot(str(tmp_path / "web-narrow.png"))
+    finally:
+        browser.set_window_size(1100, 1500)
+    assert overflow <= 0
+    print(f"screenshots in {tmp_path}")
+
+
+def test_the_key_is_remembered(stack, browser, clip):
+    By = _by()
+    _open(browser, stack, stack["apiKey"], clip)
+    browser.refresh()
+    assert browser.find_element(By.ID, "api-key").get_attribute("value") == stack["apiKey"]
+
+
+def test_a_pending_job_is_polled_until_done(stack, browser, clip):
+    """The API answers 202 when a job outlasts its wait; fake that answer (with the real job's id)
+    so the page must follow statusUrl on the real API."""
+    By = _by()
+    _open(browser, stack, stack["apiKey"], clip)
+    browser.execute_script("""
+        window.polls = [];
+        const real = window.fetch;
+        window.fetch = async (url, init) => {
+            const response = await real(url, init);
+            if (init && init.method === "POST" && response.ok) {
+                const id = (await response.json()).id;
+                const body = {id, status: "queued", statusUrl: "/v1/transcriptions/" + id};
+                return new Response(JSON.stringify(body), {status: 202, headers: {"Content-Type": "application/json"}});
+            }
+            window.polls.push(String(url));
+            return response;
+        };
+    """)
+    browser.find_element(By.ID, "submit").click()
+    outcome = _wait(browser, _finished, RESULT_TIMEOUT)
+    assert outcome == "words", browser.find_element(By.ID, "error").text
+    polls = browser.execute_script("return window.polls")
+    assert polls and all("/v1/transcriptions/" in url for url in polls)
+    assert "hello" in browser.find_element(By.ID, "transcript").text.lower()
+
+
+def test_a_wrong_key_shows_the_api_error(stack, browser, clip):
+    By = _by()
+    _open(browser, stack, "wl_not-a-real-key", clip)
+    browser.find_element(By.ID, "submit").click()
+    error = _wait(browser, lambda d: d.find_element(By.ID, "error").is_displayed() and d.find_element(By.ID, "error"))
+    text = error.text.lower()
+    assert "key" in text and "authorization" in text, text
+    assert not browser.find_elements(By.CSS_SELECTOR, "#transcript .word")
+
+
+def test_a_bad_option_names_its_field(stack, browser, clip):
+    By = _by()
+    _open(browser, stack, stack["apiKey"], clip, language="xx")
+    browser.find_element(By.ID, "submit").click()
+    error = _wait(browser, lambda d: d.find_element(By.ID, "error").is_displayed() and d.find_element(By.ID, "error"))
+    assert "field: language" in error.text
+    assert browser.find_element(By.ID, "language").get_attribute("aria-invalid") == "true"

@@ -1,0 +1,89 @@
+"""Every way in becomes a job or an explained skip; garbage never crashes the parser."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from whisperless.cloud.events import InvalidEvent, ObjectJob, Skip, UrlJob, jobs_from_payload, jobs_from_sqs_body
+
+
+def _s3(key, event="ObjectCreated:Put"):
+    return {
+        "Records": [
+            {"eventName": event, "s3": {"bucket": {"name": "b"}, "object": {"key": key, "eTag": '"abc"', "size": 3}}}
+        ]
+    }
+
+
+def test_s3_keys_are_url_decoded():
+    [job] = jobs_from_payload(_s3("calls/2024/my+talk+%281%29.wav"))
+    assert job == ObjectJob("b", "calls/2024/my talk (1).wav", "abc", None, 3, raw_key="calls/2024/my+talk+%281%29.wav")
+    [job] = jobs_from_payload(_s3("r%C3%A9union/%C3%A9t%C3%A9.mp3"))
+    assert job.key == "réunion/été.mp3"
+
+
+def test_results_and_non_audio_are_skipped_with_a_reason():
+    assert isinstance(jobs_from_payload(_s3("a.wav.json"))[0], Skip)
+    assert jobs_from_payload(_s3("notes.txt"))[0].reason == "not an audio file extension"
+    assert isinstance(jobs_from_payload(_s3("a.wav", "ObjectRemoved:Delete"))[0], Skip)
+    assert jobs_from_payload({"Event": "s3:TestEvent"})[0].reason == "S3 test event"
+
+
+def test_eventbridge_and_job_messages():
+    eb = {
+        "detail-type": "Object Created",
+        "detail": {"bucket": {"name": "b"}, "object": {"key": "x y.mp3", "etag": "e", "version-id": "null"}},
+    }
+    assert jobs_from_payload(eb) == [ObjectJob("b", "x y.mp3", "e", None, None)]
+    message = {
+        "jobId": "j1",
+        "bucket": "b",
+        "key": "uploads/j1/a.mp3",
+        "url": "https://example.com/a.mp3",
+        "params": {"language": "en"},
+    }
+    assert jobs_from_sqs_body(json.dumps(message)) == [
+        UrlJob("j1", "b", "uploads/j1/a.mp3", "https://example.com/a.mp3", {"language": "en"})
+    ]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=20,
+)
+shaped = (
+    st.fixed_dictionaries(
+        {
+            "Records": st.lists(
+                st.dictionaries(st.sampled_from(["eventName", "s3", "body"]), json_values, max_size=3), max_size=3
+            )
+        }
+    )
+    | st.fixed_dictionaries({"detail-type": st.sampled_from(["Object Created", "x"]), "detail": json_values})
+    | st.fixed_dictionaries({"jobId": json_values, "bucket": json_values, "key": json_values, "url": json_values})
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(json_values, shaped))
+def test_arbitrary_payloads_give_jobs_skips_or_invalid_event(payload):
+    try:
+        jobs = jobs_from_payload(payload)
+    except InvalidEvent as exc:
+        assert exc.message
+        return
+    assert all(isinstance(j, (ObjectJob, UrlJob, Skip)) for j in jobs)
+    assert all(isinstance(j.bucket, str) and j.bucket for j in jobs if not isinstance(j, Skip))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=200))
+def test_arbitrary_sqs_bodies_never_crash(body):
+    try:
+        jobs_from_sqs_body(body)
+    except InvalidEvent:
+        pass

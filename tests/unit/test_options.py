@@ -1,0 +1,56 @@
+"""The contract's request parameters: empty means unset, bad values name their field."""
+
+from __future__ import annotations
+
+import pytest
+
+from whisperless.contract.options import TranscriptionOptions
+from whisperless.errors import InvalidParameter
+
+
+def test_the_seed_clients_all_empty_form_means_defaults():
+    seed = {
+        "fileType": "",
+        "diarization": "",
+        "numSpeakers": "",
+        "initialPrompt": "",
+        "language": "",
+        "task": "",
+        "callbackURL": "",
+    }
+    assert TranscriptionOptions.from_params(seed) == TranscriptionOptions()
+
+
+@pytest.mark.parametrize("raw,expected", [("true", True), ("TRUE", True), ("1", True), ("False", False), ("0", False)])
+def test_diarization_accepts_form_booleans(raw, expected):
+    assert TranscriptionOptions.from_params({"diarization": raw}).diarization is expected
+
+
+def test_s3_metadata_names_are_lower_case_and_fall_back_to_defaults():
+    meta = {"diarization": "true", "numspeakers": "2", "initialprompt": "Kubernetes", "language": "DE"}
+    opts = TranscriptionOptions.from_params(meta, defaults={"task": "transcribe", "language": "en"})
+    assert (opts.diarization, opts.num_speakers, opts.initial_prompt, opts.language) == (True, 2, "Kubernetes", "de")
+    assert TranscriptionOptions.from_params({}, defaults={"language": "fr"}).language == "fr"
+
+
+@pytest.mark.parametrize(
+    "params,field",
+    [
+        ({"task": "summarize"}, "task"),
+        ({"numSpeakers": "two"}, "numSpeakers"),
+        ({"numSpeakers": "0"}, "numSpeakers"),
+        ({"maxSpeakers": "1000"}, "maxSpeakers"),
+        ({"minSpeakers": "4", "maxSpeakers": "2"}, "minSpeakers"),
+        ({"language": "xx"}, "language"),
+        ({"diarization": "maybe"}, "diarization"),
+    ],
+)
+def test_unknown_values_are_refused_naming_the_field(params, field):
+    with pytest.raises(InvalidParameter) as err:
+        TranscriptionOptions.from_params(params)
+    assert err.value.field == field
+
+
+def test_round_trip_through_contract_names():
+    opts = TranscriptionOptions(diarization=True, num_speakers=2, language="en", initial_prompt="x")
+    assert TranscriptionOptions.from_params(opts.to_params()) == opts
