@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from whisperless.cloud.context import ACCOUNT, REGION
+from whisperless.contract.naming import OUTPUT_SUFFIXES
 from whisperless.local import lambda_host
 from whisperless.local.lambda_host import LambdaContext, Routes, api_event, load_handler
 
@@ -38,7 +39,7 @@ def set_aws_env(monkeypatch) -> None:
 def wire_bucket_to_queue(
     s3, sqs, events, bucket: str, queue_name: str = "jobs", queue_attributes: dict[str, str] | None = None
 ) -> str:
-    """Bucket -> EventBridge Object Created (results excluded) -> SQS; returns the queue URL."""
+    """Bucket -> EventBridge Object Created (our outputs excluded) -> SQS; returns the queue URL."""
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
     queue = sqs.create_queue(QueueName=queue_name, Attributes=queue_attributes or {})["QueueUrl"]
@@ -49,7 +50,10 @@ def wire_bucket_to_queue(
             {
                 "source": ["aws.s3"],
                 "detail-type": ["Object Created"],
-                "detail": {"bucket": {"name": [bucket]}, "object": {"key": [{"anything-but": {"suffix": ".json"}}]}},
+                "detail": {
+                    "bucket": {"name": [bucket]},
+                    "object": {"key": [{"anything-but": {"suffix": list(OUTPUT_SUFFIXES)}}]},
+                },
             }
         ),
     )

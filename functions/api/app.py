@@ -65,6 +65,17 @@ _PARAMS = {
     "initialPrompt": {"type": "string", "description": "decoding hint (names, jargon)"},
     "language": {"type": "string", "description": "ISO-639-1 code; empty = detect"},
     "task": {"type": "string", "description": "transcribe (default) or translate"},
+    "redact": {
+        "type": "string",
+        "description": "remove personal data: 'pii' (every identifier type) or Presidio entity types, "
+        "comma-separated (PERSON,PHONE_NUMBER,EMAIL_ADDRESS,CREDIT_CARD,...)",
+    },
+    "redactionOutput": {
+        "type": "string",
+        "description": "redacted (default) or redacted_and_unredacted (also <key>.unredacted.json)",
+    },
+    "redactAudio": {"anyOf": _either("boolean", "string"), "description": "also write <key>.redacted.wav"},
+    "sentiment": {"anyOf": _either("boolean", "string"), "description": "sentiment per segment (English)"},
 }
 _EMPTY_MEANS_UNSET = "Every empty string means unset."
 

@@ -21,6 +21,7 @@ from cfnlint.api import lint, lint_file  # noqa: E402
 from cfnlint.config import ManualArgs  # noqa: E402
 from cfnlint.context.parameters import ParameterSet  # noqa: E402
 
+from whisperless.contract.naming import OUTPUT_SUFFIXES, REDACTED_AUDIO_SUFFIX, UNREDACTED_SUFFIX  # noqa: E402
 from whisperless.local.cloudformation import load_source, translate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -332,8 +333,8 @@ def test_upload_rule_never_fires_for_results(translated):
     assert pattern["source"] == ["aws.s3"]
     assert pattern["detail-type"] == ["Object Created"]
     assert pattern["detail"]["bucket"]["name"] == [{"Ref": "AudioBucket"}]
-    # The recursion guard: <audio key>.json results sit next to the audio.
-    assert {"anything-but": {"suffix": ".json"}} in pattern["detail"]["object"]["key"]
+    # The recursion guard: <audio key>.json results (and .redacted.wav audio) sit next to the audio.
+    assert pattern["detail"]["object"]["key"] == [{"anything-but": {"suffix": list(OUTPUT_SUFFIXES)}}]
     assert [t["Arn"] for t in rule["Targets"]] == [{"Fn::GetAtt": ["JobQueue", "Arn"]}]
 
     policies = [
@@ -423,6 +424,10 @@ def test_transcriber_permissions(translated):
     grants = _grants(translated, managed={"TranscriberAccessPolicy"})
     objects = {"Fn::Sub": "${AudioBucket.Arn}/*"}
     assert objects in grants["s3:GetObject"] and objects in grants["s3:PutObject"]
+    # Deletes reach only the extra outputs a later job on the same key did not ask for again.
+    assert grants["s3:DeleteObject"] == [
+        {"Fn::Sub": "${AudioBucket.Arn}/*" + suffix} for suffix in (UNREDACTED_SUFFIX, REDACTED_AUDIO_SUFFIX)
+    ]
     for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):
         assert {"Fn::GetAtt": ["JobsTable", "Arn"]} in grants[action]
         assert {"Fn::GetAtt": ["IdempotencyTable", "Arn"]} in grants[action]

@@ -40,11 +40,11 @@ VISIBILITY = 4  # seconds; template.yaml uses 5400
 WORKER = """
 import pathlib, sys
 import whisperless.engine as engine
-real = engine.Engine.run
-def run(self, *args, **kwargs):
+real = engine.Engine.process
+def process(self, *args, **kwargs):
     pathlib.Path(sys.argv[1]).touch()
     return real(self, *args, **kwargs)
-engine.Engine.run = run
+engine.Engine.process = process
 from whisperless.cloud.worker import main
 main()
 """

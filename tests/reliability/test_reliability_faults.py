@@ -51,11 +51,11 @@ class CountingEngine:
         self.runs = 0
         self.lock = threading.Lock()
 
-    def run(self, *args, **kwargs):
+    def process(self, *args, **kwargs):
         with self.lock:
             self.runs += 1
         time.sleep(self.pause)
-        return self.engine.run(*args, **kwargs)
+        return self.engine.process(*args, **kwargs)
 
 
 @pytest.fixture

@@ -369,7 +369,7 @@ class NoEngine:
 
     whisper_model = "none"
 
-    def run(self, *args, **kwargs):
+    def process(self, *args, **kwargs):
         raise AssertionError("a fuzzed event reached the engine")
 
 

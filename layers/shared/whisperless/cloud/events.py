@@ -1,7 +1,7 @@
 """Turn any way in (S3 notification, SQS-wrapped S3, EventBridge Object Created,
 an API job message) into plain job descriptions. Pure parsing: no AWS calls.
 
-Anything that is not a job (S3's test event, our own ``.json`` results, keys that
+Anything that is not a job (S3's test event, our own outputs (``.json``, ``.redacted.wav``), keys that
 are not audio) becomes a ``Skip`` with its reason, so it is logged, never silently dropped.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote_plus
 
-from ..contract.naming import AUDIO_EXTENSIONS, RESULT_SUFFIX
+from ..contract.naming import AUDIO_EXTENSIONS, is_output
 from ..errors import WhisperlessError
 
 
@@ -58,9 +58,9 @@ def object_job(
     """An ObjectJob, or a Skip when the key is one of our results or not audio."""
     if not isinstance(bucket, str) or not bucket or not key:
         raise InvalidEvent("event names no bucket or no key")
-    if key.endswith(RESULT_SUFFIX):
-        # Results live next to the audio; they must never start a new job.
-        return Skip("result document, not audio", key)
+    if is_output(key):
+        # Results (and redacted audio, a .wav) live next to the audio; they must never start a new job.
+        return Skip("our own output, not an upload", key)
     if key.endswith("/"):
         return Skip("folder marker", key)
     dot = key.rfind(".")

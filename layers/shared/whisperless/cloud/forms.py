@@ -33,6 +33,10 @@ CONTRACT_FIELDS = (
     "initialPrompt",
     "language",
     "task",
+    "redact",
+    "redactionOutput",
+    "redactAudio",
+    "sentiment",
 )
 _CANONICAL = {name.lower(): name for name in CONTRACT_FIELDS + ("url", "file", "filename")}
 _UNSAFE_NAME_CHARS = re.compile(r"[^\w.-]+")

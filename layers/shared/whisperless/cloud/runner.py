@@ -197,13 +197,16 @@ class JobRunner:
             local = Path(tmp) / f"audio{suffix}"
             self.s3.download_file(bucket, key, str(local))  # streams to disk; errors propagate (retry)
             try:
-                return self.engine.run(local, options, job_id=job_id, source=source)
+                result = self.engine.process(local, options, job_id=job_id, source=source)
             except WhisperlessError as exc:
                 log.info("job %s failed: %s", job_id, exc.message)
                 return failed_document(job_id, exc, source)
             except Exception as exc:  # noqa: BLE001 - the same input would fail again: report, do not retry
                 log.exception("job %s: engine failure", job_id)
                 return failed_document(job_id, exc, source)
+        # Before the result (what clients wait for); an S3 failure here is retried like the result's.
+        self.results.write_extras(bucket, key, result.unredacted, result.redacted_audio)
+        return result.document
 
     # -- URL job (from the API) ------------------------------------------------------------
     def _process_url(self, attempt: Attempt) -> dict:

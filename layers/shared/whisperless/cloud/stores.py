@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from ..contract.naming import result_key
+from ..contract.naming import REDACTED_AUDIO_SUFFIX, UNREDACTED_SUFFIX, output_key, result_key
 
 
 def _now() -> str:
@@ -142,6 +142,26 @@ class ResultStore:
         body = json.dumps(document, ensure_ascii=False).encode()
         self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
         return key
+
+    def write_extras(self, bucket: str, audio_key: str, unredacted: dict | None, redacted_audio: bytes | None) -> None:
+        """The extra outputs a job asked for, next to the audio (written before the result, which
+        clients wait for). Those not asked for are deleted: a copy left by an earlier job on the
+        same key must not outlive the request that made it."""
+        extras: dict[str, tuple[bytes, str] | None] = {
+            UNREDACTED_SUFFIX: (json.dumps(unredacted, ensure_ascii=False).encode(), "application/json")
+            if unredacted is not None
+            else None,
+            REDACTED_AUDIO_SUFFIX: (redacted_audio, "audio/wav") if redacted_audio is not None else None,
+        }
+        stale = []
+        for suffix, extra in extras.items():
+            key = output_key(audio_key, suffix)
+            if extra is None:
+                stale.append({"Key": key})
+            else:
+                self.s3.put_object(Bucket=bucket, Key=key, Body=extra[0], ContentType=extra[1])
+        if stale:
+            self.s3.delete_objects(Bucket=bucket, Delete={"Objects": stale, "Quiet": True})
 
     def read(self, bucket: str, audio_key: str) -> dict | None:
         try:

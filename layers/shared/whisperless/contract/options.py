@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import InvalidParameter
+from .redaction import parse_entities, parse_redaction_output
 
 # Whisper's language codes (tokenizer LANGUAGES), kept here so validation needs no model.
 WHISPER_LANGUAGES = frozenset(
@@ -33,6 +34,11 @@ _FIELDS = {
     "language": "language",
     "task": "task",
     "initialPrompt": "initial_prompt",
+    # Redaction and insight (additive): README "Redaction and sentiment".
+    "redact": "redact",
+    "redactionOutput": "redaction_output",
+    "redactAudio": "redact_audio",
+    "sentiment": "sentiment",
 }
 
 
@@ -73,6 +79,10 @@ class TranscriptionOptions:
     language: str | None = None
     task: str = "transcribe"
     initial_prompt: str | None = None
+    redact: tuple[str, ...] = ()  # Presidio entity types; empty: no redaction
+    redaction_output: str = "redacted"
+    redact_audio: bool = False
+    sentiment: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -87,6 +97,15 @@ class TranscriptionOptions:
                 f"minSpeakers ({self.min_speakers}) is greater than maxSpeakers ({self.max_speakers})",
                 field="minSpeakers",
             )
+        # Without redaction these would silently do nothing: say so instead.
+        if not self.redact and self.redaction_output != "redacted":
+            raise InvalidParameter("redactionOutput needs redact (the entity types to remove)", field="redactionOutput")
+        if not self.redact and self.redact_audio:
+            raise InvalidParameter("redactAudio needs redact (the entity types to remove)", field="redactAudio")
+
+    @property
+    def keeps_unredacted(self) -> bool:
+        return self.redaction_output == "redacted_and_unredacted"
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], defaults: Mapping[str, Any] | None = None) -> TranscriptionOptions:
@@ -110,9 +129,17 @@ class TranscriptionOptions:
             kwargs["task"] = str(merged["task"]).strip().lower()
         if "initialPrompt" in merged:
             kwargs["initial_prompt"] = str(merged["initialPrompt"])
+        if "redact" in merged:
+            kwargs["redact"] = parse_entities(merged["redact"], "redact")
+        if "redactionOutput" in merged:
+            kwargs["redaction_output"] = parse_redaction_output(merged["redactionOutput"], "redactionOutput")
+        for name in ("redactAudio", "sentiment"):
+            if name in merged:
+                kwargs[_FIELDS[name]] = parse_bool(merged[name], name)
         return cls(**kwargs)
 
     def to_params(self) -> dict[str, Any]:
         """Contract-named, JSON-ready form (unset values left out)."""
         values = asdict(self)
+        values["redact"] = ",".join(self.redact) or None
         return {name: values[attr] for name, attr in _FIELDS.items() if values[attr] is not None}

