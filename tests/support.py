@@ -7,8 +7,10 @@ import base64
 import functools
 import http.server
 import json
+import re
 import threading
 import time
+import unicodedata
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -177,3 +179,72 @@ class Answer:
         if raw.get("isBase64Encoded"):
             body = base64.b64decode(body).decode()
         self.json = json.loads(body) if body else None
+
+
+# ------------------------------------------------------------------ personal data in made speech
+
+#: A made call with a name, a phone number, a card number and an e-mail address (espeak-ng).
+SPEECH_SAID = (
+    "Hi, this is Maria Garcia. Call me back at five five five, one two one two. "
+    "My card number is four one one one, one one one one, one one one one, one one one one. "
+    "Send an email to garcia at gmail dot com, please."
+)
+#: What of it the models write, whatever else they get wrong (tiny.en falls back to sampling on
+#: these voices, so its words vary from run to run: "Garcia"/"García", "gmail" as "email.com" or
+#: "detail.com"); the tests first check that the unredacted result holds every one of them, so
+#: they cannot pass vacuously.
+SECRETS_SPEECH = ["Garcia", "1212", "1111", ".com"]
+_TEXT_KEYS = ("text", "word")
+
+
+def made_speech(path: Path) -> Path:
+    from bench.synth import say
+
+    say(SPEECH_SAID, "en-us+m3", path, speed=150)
+    return path
+
+
+def _strings(value) -> list[str]:
+    """The text a result carries: ``text``/``word`` values of a document (walked), or the lines of a
+    rendering (SRT/VTT timing lines left out); a JSON string is parsed and walked."""
+    if isinstance(value, dict):
+        out = []
+        for key, item in value.items():
+            if isinstance(item, str):
+                out += [item] if key in _TEXT_KEYS else []
+            else:
+                out += _strings(item)
+        return out
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    if isinstance(value, (bytes, str)):
+        text = value.decode() if isinstance(value, bytes) else value
+        try:
+            return _strings(json.loads(text))
+        except ValueError:
+            return [line for line in text.splitlines() if "-->" not in line and not line.strip().isdigit()]
+    return []
+
+
+_DIGIT_WORDS = dict(zip("zero one two three four five six seven eight nine".split(), "0123456789", strict=True))
+
+
+def holds(text: str, secret: str) -> bool:
+    """``secret`` in ``text`` (any case); a number also when its digits are split or spelled
+    ("1-2-1-2", "one, two, one, two")."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
+    if secret.lower() in plain:
+        return True
+    spelled = re.sub(r"[a-z]+", lambda m: _DIGIT_WORDS.get(m.group(), " "), plain)
+    return secret.isdigit() and secret in re.sub(r"\D", "", spelled)
+
+
+def assert_no_secrets(value, secrets, present: bool = False) -> None:
+    """None of ``secrets`` in a document, a rendering or a callback body (``present``: all of them)."""
+    strings = _strings(value)
+    for secret in secrets:
+        found = [s for s in strings if holds(s, secret)]
+        if present:
+            assert found, f"{secret!r} is not in {strings}"
+        else:
+            assert not found, f"{secret!r} leaked: {found}"

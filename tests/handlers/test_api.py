@@ -394,6 +394,10 @@ def test_sample_events_are_served(app_module, api, aws):
         ({"callbackURL": "http://10.0.0.1/hook"}, "callbackURL"),
         ({"diarization": "maybe"}, "diarization"),
         ({"initialPrompt": "x" * 3000}, "initialPrompt"),
+        ({"redact": "PERSON,SHOE_SIZE"}, "redact"),
+        ({"redact": "pii", "redactionOutput": "everything"}, "redactionOutput"),
+        ({"redactAudio": "true"}, "redactAudio"),
+        ({"sentiment": "very"}, "sentiment"),
     ],
 )
 def test_bad_form_parameters_are_refused_before_anything_is_stored(app_module, api, aws, form, field):

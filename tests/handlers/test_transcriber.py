@@ -15,10 +15,13 @@ from standardwebhooks.webhooks import Webhook
 
 from support import (
     REGION,
+    SECRETS_SPEECH,
     LambdaContext,
     Receiver,
+    assert_no_secrets,
     create_tables,
     load_handler,
+    made_speech,
     receive,
     set_aws_env,
     sqs_event,
@@ -259,3 +262,75 @@ def test_a_passing_failure_is_retried_then_answered_on_the_last_delivery(aws):
         assert aws["jobs"].get_item(Key={"id": "j-flaky"})["Item"]["status"] == "failed"
     finally:
         source.close()
+
+
+# ------------------------------------------------------------------ redaction
+
+
+@pytest.fixture(scope="module")
+def call_wav(tmp_path_factory) -> bytes:
+    """Made speech with a name, a phone number, a card number and an e-mail address."""
+    return made_speech(tmp_path_factory.mktemp("call") / "call.wav").read_bytes()
+
+
+def _keys(aws, prefix: str) -> list[str]:
+    return sorted(o["Key"] for o in aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", []))
+
+
+def test_a_redacted_job_leaves_personal_data_nowhere_but_the_copy_asked_for(aws, call_wav, clip):
+    from whisperless.contract.formats import RENDERERS
+
+    key = "calls/made call.wav"
+    receiver = Receiver([200])
+    try:
+        metadata = {
+            "language": "en",
+            "redact": "pii",
+            "redactionoutput": "redacted_and_unredacted",
+            "redactaudio": "true",
+            "sentiment": "true",
+            "callbackurl": receiver.url,
+        }
+        aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=call_wav, Metadata=metadata)
+        assert _invoke(aws, _drain(aws)) == {"batchItemFailures": []}
+        doc = _result(aws, key)
+        unredacted = json.loads(aws["s3"].get_object(Bucket=BUCKET, Key=key + ".unredacted.json")["Body"].read())
+        assert_no_secrets(unredacted, SECRETS_SPEECH, present=True)  # ASR heard them all
+        assert doc["status"] == "completed" and doc["redactions"] and doc["sentiment"]["label"]
+        headers, body = receiver.requests[0]
+        assert Webhook(SECRET).verify(body, headers) == doc
+        for output in (doc, body, *(render(doc) for render in RENDERERS.values())):
+            assert_no_secrets(output, SECRETS_SPEECH)
+        # The job record keeps parameters and timings, never transcript text.
+        record = json.dumps(aws["jobs"].get_item(Key={"id": doc["id"]})["Item"], default=str)
+        assert not any(secret in record.lower() for secret in ("garcia", "garcía", ".com"))
+        audio = aws["s3"].get_object(Bucket=BUCKET, Key=key + ".redacted.wav")
+        assert audio["Body"].read(4) == b"RIFF" and audio["ContentType"] == "audio/wav"
+        assert _keys(aws, "calls/") == [key, key + ".json", key + ".redacted.wav", key + ".unredacted.json"]
+        # Our outputs (the result, the copy and the redacted .wav) raised no message (the upload's own
+        # message may show again: the test deletes none, and a loaded machine outlasts its visibility).
+        queued = [json.loads(r["body"])["detail"]["object"]["key"] for r in _drain(aws)["Records"]]
+        assert set(queued) <= {key}
+    finally:
+        receiver.close()
+
+    # New audio under the same key, without the copy or the audio (the same bytes again would be
+    # a duplicate of the first job): no earlier copy outlives its request.
+    aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=clip, Metadata={"language": "en", "redact": "pii"})
+    assert _invoke(aws, _drain(aws)) == {"batchItemFailures": []}
+    assert _keys(aws, "calls/") == [key, key + ".json"]
+    assert "hello" in _result(aws, key)["text"].lower()
+
+
+def test_without_redaction_no_extra_output_is_written(aws, clip):
+    aws["s3"].put_object(Bucket=BUCKET, Key="plain/a.mp3", Body=clip, Metadata={"language": "en"})
+    _invoke(aws, _drain(aws))
+    assert _keys(aws, "plain/") == ["plain/a.mp3", "plain/a.mp3.json"]
+    assert "redactions" not in _result(aws, "plain/a.mp3")
+
+
+def test_an_unknown_entity_type_fails_the_job_naming_redact(aws, clip):
+    aws["s3"].put_object(Bucket=BUCKET, Key="bad/redact.mp3", Body=clip, Metadata={"redact": "PERSON,SHOE_SIZE"})
+    _invoke(aws, _drain(aws))
+    doc = _result(aws, "bad/redact.mp3")
+    assert doc["status"] == "failed" and doc["error"]["field"] == "redact" and "SHOE_SIZE" in doc["error"]["message"]

@@ -27,6 +27,9 @@ def test_s3_keys_are_url_decoded():
 
 def test_results_and_non_audio_are_skipped_with_a_reason():
     assert isinstance(jobs_from_payload(_s3("a.wav.json"))[0], Skip)
+    # Redacted audio is a .wav, but ours: it must never start a job (nor an unredacted copy).
+    for output in ("calls/a.mp3.redacted.wav", "calls/a.mp3.unredacted.json"):
+        assert jobs_from_payload(_s3(output))[0] == Skip("our own output, not an upload", output)
     assert jobs_from_payload(_s3("notes.txt"))[0].reason == "not an audio file extension"
     assert isinstance(jobs_from_payload(_s3("a.wav", "ObjectRemoved:Delete"))[0], Skip)
     assert jobs_from_payload({"Event": "s3:TestEvent"})[0].reason == "S3 test event"

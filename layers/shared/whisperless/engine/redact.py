@@ -76,12 +76,19 @@ _DIGIT_WORDS = {
     "nine": "9",
 }
 _REPEAT_WORDS = {"double": 2, "triple": 3}
+#: Words ASR writes for digits it heard ("two zero two" -> "to 0 to"): digits inside a run only.
+_HOMOPHONES = {"to": "2", "too": "2", "for": "4", "won": "1", "ate": "8"}
 _NUMBER_TOKEN = re.compile(r"[A-Za-z]+|\d+")
 #: Between two tokens of one spoken number: spaces and the punctuation ASR puts there.
 _NUMBER_GAP = re.compile(r"[\s,.\-–/()]{1,4}")
 _THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _SSN_CONTEXT = re.compile(r"social\s+security|\bssn\b|\bsocial\b", re.IGNORECASE)
-MIN_SPOKEN_DIGITS = 7
+_NUMBER_CONTEXT = re.compile(
+    r"\b(?:number|phone|call|reach|mobile|cell|text|dial|card|account|social|security|ssn|code|pin)\b",
+    re.IGNORECASE,
+)
+#: A run this long is an identifier; a shorter one (ASR drops digits) only after a word like "number".
+MIN_SPOKEN_DIGITS, MIN_SPOKEN_DIGITS_IN_CONTEXT = 7, 5
 
 
 def _luhn(digits: str) -> bool:
@@ -98,12 +105,14 @@ def digit_runs(text: str) -> list[tuple[int, int, str]]:
     start = end = -1
     digits = ""
     pending_repeat = 1
+    solid_end, solid_digits = -1, ""  # the run up to its last token that is surely a digit
 
     def close() -> None:
-        nonlocal start, digits
-        if start >= 0 and digits and not _THOUSANDS.fullmatch(text[start:end]):
-            runs.append((start, end, digits))
-        start, digits = -1, ""
+        nonlocal start, digits, solid_end, solid_digits
+        # A run ends on a real digit: a trailing "to"/"for" is the sentence going on.
+        if start >= 0 and solid_digits and not _THOUSANDS.fullmatch(text[start:solid_end]):
+            runs.append((start, solid_end, solid_digits))
+        start, digits, solid_end, solid_digits = -1, "", -1, ""
 
     for match in _NUMBER_TOKEN.finditer(text):
         token = match.group().lower()
@@ -111,10 +120,13 @@ def digit_runs(text: str) -> list[tuple[int, int, str]]:
         if not joined:
             close()
             pending_repeat = 1
+        solid = True
         if token.isdigit():
             value = token
         elif token in _DIGIT_WORDS and (start >= 0 or token not in ("oh", "o")):  # "Oh, ..." starts nothing
             value = _DIGIT_WORDS[token]
+        elif token in _HOMOPHONES and start >= 0:
+            value, solid = _HOMOPHONES[token], False
         elif token in _REPEAT_WORDS:  # "double five": the run may start at "double"
             if start < 0:
                 start = match.start()
@@ -129,22 +141,26 @@ def digit_runs(text: str) -> list[tuple[int, int, str]]:
         digits += value * pending_repeat
         pending_repeat = 1
         end = match.end()
+        if solid:
+            solid_end, solid_digits = end, digits
     close()
     return runs
 
 
 def _spoken_number_type(text: str, start: int, digits: str) -> tuple[str, float] | None:
     """What a run of digits is, by its length (and checksum), or None when it is too short."""
-    if len(digits) < MIN_SPOKEN_DIGITS:
+    before = text[max(0, start - 60) : start]
+    if len(digits) < MIN_SPOKEN_DIGITS and not (
+        len(digits) >= MIN_SPOKEN_DIGITS_IN_CONTEXT and _NUMBER_CONTEXT.search(before)
+    ):
         return None
-    if 13 <= len(digits) <= 19:
-        # A card number misheard by one digit fails Luhn, and is still a card number.
-        return "CREDIT_CARD", 0.85 if _luhn(digits) else 0.6
-    if len(digits) == 9 and _SSN_CONTEXT.search(text[max(0, start - 60) : start]):
+    if len(digits) >= 13:
+        # A card number misheard by one digit fails Luhn, and is still a card number; so is one
+        # that ASR ran on ("4-1-1-1-1-..." past 19 digits).
+        return "CREDIT_CARD", 0.85 if 13 <= len(digits) <= 19 and _luhn(digits) else 0.6
+    if len(digits) == 9 and _SSN_CONTEXT.search(before):
         return "US_SSN", 0.7
-    if len(digits) <= 15:
-        return "PHONE_NUMBER", 0.6
-    return None
+    return "PHONE_NUMBER", 0.6
 
 
 def _spoken_digits_recognizer():
@@ -191,6 +207,9 @@ def _spoken_email_recognizer():
             ),
             # ... at example dot com, the name before it lost or run into the domain by ASR
             Pattern("spoken e-mail domain", rf"\bat\s+{label}(?:{_SEP}{label})*{_SEP}(?:{_TLDS})\b", 0.4),
+            # what is left of a spelled address ("Outlook .com"): counted only next to "email"
+            # and the like (Presidio's context words lift it over the threshold)
+            Pattern("spoken domain", rf"\b{label}\s*(?:\.|\bdot\s+)(?:{_TLDS})\b", 0.2),
         ],
         context=["email", "e-mail", "mail", "address", "write"],
     )
@@ -210,6 +229,8 @@ def load_analyzer():
         # and would otherwise fetch the public suffix list from the internet on first use; empty:
         # use the list shipped in the package. An operator's own setting wins.
         os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+        # Presidio warns, on every load, about each of its recognisers for languages we do not load.
+        logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
         try:
             from presidio_analyzer import AnalyzerEngine
             from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
