@@ -12,7 +12,7 @@ import requests
 from standardwebhooks.webhooks import Webhook
 
 from localstack import running_stack
-from support import Receiver
+from support import SECRETS_SPEECH, Receiver, assert_no_secrets, made_speech
 
 SEED_FIELDS = {
     "fileType": "",
@@ -138,3 +138,47 @@ def test_loopback_callbacks_are_refused_unless_allowed(clip):
             )
         assert reply.status_code == 400
         assert reply.json()["error"]["field"] == "callbackURL"
+
+
+def test_a_redacted_job_through_the_api_leaks_nothing_and_keeps_the_copy_asked_for(stack, tmp_path):
+    receiver = Receiver([200])
+    try:
+        with made_speech(tmp_path / "call.wav").open("rb") as audio:
+            reply = requests.post(
+                f"{stack['api']}/v1/transcriptions",
+                headers={"Authorization": f"Bearer {stack['apiKey']}"},
+                data={
+                    **SEED_FIELDS,
+                    "language": "en",
+                    "redact": "pii",
+                    "redactionOutput": "redacted_and_unredacted",
+                    "redactAudio": "true",
+                    "callbackURL": receiver.url,
+                },
+                files={"file": audio},
+                timeout=60,
+            )
+        assert reply.status_code == 202, reply.text
+        deadline = time.monotonic() + 180
+        while not receiver.requests and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert receiver.requests, "no callback"
+        headers, body = receiver.requests[0]
+        doc = Webhook(stack["webhookSecret"]).verify(body, headers)
+        assert doc["status"] == "completed" and doc["redactions"]
+        assert_no_secrets(body, SECRETS_SPEECH)
+        status = requests.get(
+            f"{stack['api']}/v1/transcriptions/{doc['id']}",
+            headers={"Authorization": f"Bearer {stack['apiKey']}"},
+            timeout=10,
+        ).json()
+        assert status == doc
+        s3 = _s3(stack)
+        key = doc["source"]["key"]
+        listed = [o["Key"] for o in s3.list_objects_v2(Bucket=stack["bucket"], Prefix=key)["Contents"]]
+        assert sorted(listed) == [key, key + ".json", key + ".redacted.wav", key + ".unredacted.json"]
+        unredacted = s3.get_object(Bucket=stack["bucket"], Key=key + ".unredacted.json")["Body"].read()
+        assert_no_secrets(unredacted, SECRETS_SPEECH, present=True)
+        assert_no_secrets(s3.get_object(Bucket=stack["bucket"], Key=key + ".json")["Body"].read(), SECRETS_SPEECH)
+    finally:
+        receiver.close()

@@ -198,3 +198,21 @@ def test_a_bad_option_names_its_field(stack, browser, clip):
     error = _wait(browser, lambda d: d.find_element(By.ID, "error").is_displayed() and d.find_element(By.ID, "error"))
     assert "field: language" in error.text
     assert browser.find_element(By.ID, "language").get_attribute("aria-invalid") == "true"
+
+
+def test_the_redaction_option_removes_names_and_places(stack, browser, sample_wav):
+    By = _by()
+    _open(browser, stack, stack["apiKey"], sample_wav)
+    browser.find_element(By.ID, "redact").click()
+    browser.find_element(By.ID, "sentiment").click()
+    browser.find_element(By.ID, "submit").click()
+    outcome = _wait(browser, _finished, timeout=RESULT_TIMEOUT)
+    assert outcome == "words", browser.find_element(By.ID, "error").text
+    transcript = browser.find_element(By.ID, "transcript").text
+    assert "[PERSON]" in transcript and "[LOCATION]" in transcript, transcript
+    browser.find_element(By.ID, "raw").find_element(By.TAG_NAME, "summary").click()
+    raw = browser.find_element(By.ID, "raw-json").text
+    for name in ("Diane", "Sheila", "Jersey", "Texas", "Chicago"):
+        assert name not in transcript and name not in raw
+    summary = browser.find_element(By.ID, "summary").text
+    assert "redactions" in summary and "sentiment" in summary, summary

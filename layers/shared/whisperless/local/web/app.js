@@ -106,6 +106,8 @@
     const data = new FormData();
     data.append("file", file, file.name);
     data.append("diarization", diarization.checked ? "true" : "false");
+    if ($("redact").checked) data.append("redact", "pii");
+    if ($("sentiment").checked) data.append("sentiment", "true");
     // Empty means unset in the contract: send only what the user filled in.
     const optional = { numSpeakers: diarization.checked ? numSpeakers.value : "", language: $("language").value,
                        task: $("task").value, initialPrompt: $("initial-prompt").value };
@@ -268,6 +270,10 @@
     if (Number(doc.duration)) parts.push(`${clock(doc.duration)} of audio`);
     if (colours.size) parts.push(`${colours.size} speaker${colours.size === 1 ? "" : "s"}`);
     if (doc.model) parts.push(`model ${typeof doc.model === "string" ? doc.model : JSON.stringify(doc.model)}`);
+    if (Array.isArray(doc.redactions)) {
+      parts.push(`${doc.redactions.length} redaction${doc.redactions.length === 1 ? "" : "s"}`);
+    }
+    if (doc.sentiment && doc.sentiment.label) parts.push(`sentiment ${doc.sentiment.label}`);
     return parts.join(" · ");
   }
 
