@@ -58,3 +58,16 @@ def test_mode_names():
     assert parse_mode("seq") == ("seq", 0, 5)
     assert parse_mode("b8k1t2") == ("batched", 8, 1)
     assert label("b16") == "batched, batch 16, beam 5"
+
+
+def test_redaction_scoring_aligns_spelled_and_written_numbers():
+    from bench.redaction import score
+
+    said = "call me at five five five, one two one two, Maria"
+    entities = [("PHONE_NUMBER", "five five five, one two one two"), ("PERSON", "Maria")]
+    heard = [" Call", " me", " at", " 555-1212,", " Maria", " please"]
+    result = score(said, entities, heard, [False, False, False, True, False, True])
+    total = result["total"]
+    assert (total.tp, total.fn, total.fp) == (1, 1, 1)
+    assert result["types"]["PHONE_NUMBER"].caught == 1 and result["types"]["PERSON"].caught == 0
+    assert result["missed"] == ["PERSON 'Maria'"]
