@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import InvalidParameter
-from .redaction import parse_entities, parse_redaction_output
+from .redaction import REDACTION_OUTPUTS, SUPPORTED_ENTITIES, parse_entities, parse_redaction_output
 
 # Whisper's language codes (tokenizer LANGUAGES), kept here so validation needs no model.
 WHISPER_LANGUAGES = frozenset(
@@ -96,6 +96,13 @@ class TranscriptionOptions:
             raise InvalidParameter(
                 f"minSpeakers ({self.min_speakers}) is greater than maxSpeakers ({self.max_speakers})",
                 field="minSpeakers",
+            )
+        unknown = [name for name in self.redact if name not in SUPPORTED_ENTITIES]
+        if unknown:
+            raise InvalidParameter(f"redact: unknown entity types {unknown}", field="redact")
+        if self.redaction_output not in REDACTION_OUTPUTS:
+            raise InvalidParameter(
+                f"redactionOutput must be one of {', '.join(REDACTION_OUTPUTS)}", field="redactionOutput"
             )
         # Without redaction these would silently do nothing: say so instead.
         if not self.redact and self.redaction_output != "redacted":
