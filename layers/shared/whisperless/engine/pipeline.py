@@ -27,7 +27,8 @@ from .audio import SAMPLE_RATE, decode_audio
 from .diarize import diarize
 from .document import completed_document
 from .merge import assign_speakers
-from .whisper import check_model_supports, transcribe
+from .segments import sentence_segments
+from .whisper import check_model_supports, text_tokens, transcribe
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,10 @@ class Engine:
         if diarization is not None:
             with stage("merge"):
                 segments = assign_speakers(segments, diarization)
+        segments = sentence_segments(segments)
+        for segment in segments:
+            if segment.tokens is None:
+                segment.tokens = text_tokens(whisper, segment.text)
 
         timings["total"] = sum(timings.values())
         log.info("job %s: %.1f s of audio in %.2f s", job_id, duration, timings["total"])
