@@ -65,6 +65,11 @@ _PARAMS = {
     "initialPrompt": {"type": "string", "description": "decoding hint (names, jargon)"},
     "language": {"type": "string", "description": "ISO-639-1 code; empty = detect"},
     "task": {"type": "string", "description": "transcribe (default) or translate"},
+    "temperature": {"anyOf": _either("number", "string"), "description": "0-1; unset or 0: Whisper's schedule"},
+    "formats": {
+        "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+        "description": "also write <key>.srt / .vtt / .txt next to the audio: 'srt,vtt,txt'",
+    },
 }
 _EMPTY_MEANS_UNSET = "Every empty string means unset."
 

@@ -27,6 +27,8 @@ def test_s3_keys_are_url_decoded():
 
 def test_results_and_non_audio_are_skipped_with_a_reason():
     assert isinstance(jobs_from_payload(_s3("a.wav.json"))[0], Skip)
+    for rendering in ("a.wav.srt", "a.wav.vtt", "a.WAV.txt"):
+        assert jobs_from_payload(_s3(rendering))[0].reason == "result document or rendering, not audio"
     assert jobs_from_payload(_s3("notes.txt"))[0].reason == "not an audio file extension"
     assert isinstance(jobs_from_payload(_s3("a.wav", "ObjectRemoved:Delete"))[0], Skip)
     assert jobs_from_payload({"Event": "s3:TestEvent"})[0].reason == "S3 test event"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote_plus
 
-from ..contract.naming import AUDIO_EXTENSIONS, RESULT_SUFFIX
+from ..contract.naming import AUDIO_EXTENSIONS, OUTPUT_SUFFIXES, RESULT_SUFFIX
 from ..errors import WhisperlessError
 
 
@@ -58,13 +58,12 @@ def object_job(
     """An ObjectJob, or a Skip when the key is one of our results or not audio."""
     if not isinstance(bucket, str) or not bucket or not key:
         raise InvalidEvent("event names no bucket or no key")
-    if key.endswith(RESULT_SUFFIX):
-        # Results live next to the audio; they must never start a new job.
-        return Skip("result document, not audio", key)
+    if key.endswith(RESULT_SUFFIX) or (key.lower().endswith(OUTPUT_SUFFIXES) and _is_audio(key.rsplit(".", 1)[0])):
+        # Results and their renderings live next to the audio; they must never start a new job.
+        return Skip("result document or rendering, not audio", key)
     if key.endswith("/"):
         return Skip("folder marker", key)
-    dot = key.rfind(".")
-    if dot <= key.rfind("/") or key[dot:].lower() not in AUDIO_EXTENSIONS:
+    if not _is_audio(key):
         return Skip("not an audio file extension", key)
     # Unversioned buckets report version "null" in some events and none in others. Fields of
     # the wrong type (only a malformed event has them) count as absent rather than crash.
@@ -72,6 +71,11 @@ def object_job(
     etag = etag.strip('"') or None if isinstance(etag, str) else None
     size = size if isinstance(size, int) and not isinstance(size, bool) else None
     return ObjectJob(bucket=bucket, key=key, etag=etag, version_id=version_id, size=size)
+
+
+def _is_audio(key: str) -> bool:
+    dot = key.rfind(".")
+    return dot > key.rfind("/") and key[dot:].lower() in AUDIO_EXTENSIONS
 
 
 def _require(mapping: Any, *path: str) -> Any:

@@ -33,6 +33,8 @@ CONTRACT_FIELDS = (
     "initialPrompt",
     "language",
     "task",
+    "temperature",
+    "formats",
 )
 _CANONICAL = {name.lower(): name for name in CONTRACT_FIELDS + ("url", "file", "filename")}
 _UNSAFE_NAME_CHARS = re.compile(r"[^\w.-]+")
@@ -173,6 +175,8 @@ def contract_params(fields: Mapping[str, Any]) -> dict[str, Any]:
         canonical = _CANONICAL.get(str(name).lower())
         if canonical not in CONTRACT_FIELDS or is_unset(value):
             continue
+        if canonical == "formats" and isinstance(value, list):  # JSON clients send ["srt", "vtt"]
+            value = ",".join(str(item) for item in value)
         if not isinstance(value, (str, bool, int, float)):
             raise ApiError(
                 400, "invalid_parameter", f"{canonical} must be a string, number or boolean", field=canonical
