@@ -22,6 +22,7 @@ from typing import Any
 
 from ..cloud.context import REGION, LambdaContext
 from . import cloudformation
+from .cors import Cors
 from .lambda_host import REPO, OneRequestAtATime, Routes, load_handler, sqs_event
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class LocalStack:
         self.source = cloudformation.load_source(template)
         self.translated = cloudformation.translate(self.source)
         self.routes = Routes(cloudformation.api_routes(self.translated))
+        self.cors = Cors.from_translated(self.translated)
         self.host = host
         self.api_port = api_port or free_port()
         self.moto_port = free_port()
