@@ -201,4 +201,6 @@ class Answer:
         body = raw.get("body") or ""
         if raw.get("isBase64Encoded"):
             body = base64.b64decode(body).decode()
-        self.json = json.loads(body) if body else None
+        self.text = body
+        media = self.headers.get("content-type", "application/json")
+        self.json = json.loads(body) if body and "json" in media else None

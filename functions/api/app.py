@@ -213,15 +213,9 @@ def delete_transcription(job_id: str):
     return _respond(service().delete_transcription(client_id, job_id))
 
 
-_openai: OpenAIAudio | None = None
-
-
 def _openai_audio(kind: str) -> Response:
-    global _openai
-    if _openai is None:
-        _openai = OpenAIAudio(service())
     event = app.current_event
-    reply = _openai.handle(kind, event.headers, _body(), event.headers.get("content-type"), _time_left())
+    reply = OpenAIAudio(service()).handle(kind, event.headers, _body(), event.headers.get("content-type"), _time_left())
     return _respond(reply)
 
 
