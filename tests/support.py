@@ -51,9 +51,12 @@ def wire_bucket_to_queue(
     return queue
 
 
-def wire_events_to_queue(events, sqs, bus: str, pattern: dict | None = None, name: str = "job-events") -> str:
-    """An EventBridge rule on ``bus`` (default: whisperless's events) -> a new SQS queue; returns its URL."""
-    queue = sqs.create_queue(QueueName=name)["QueueUrl"]
+def wire_events_to_queue(
+    events, sqs, bus: str, pattern: dict | None = None, name: str = "job-events", queue: str | None = None
+) -> str:
+    """An EventBridge rule on ``bus`` (default pattern: whisperless's events) -> ``queue`` (default: a
+    new SQS queue); returns the queue's URL."""
+    queue = queue or sqs.create_queue(QueueName=name)["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(pattern or {"source": ["whisperless"]}))
     events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}])

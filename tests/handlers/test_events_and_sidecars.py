@@ -54,6 +54,9 @@ def aws(monkeypatch, app_module, engine):
         queue = wire_bucket_to_queue(s3, sqs, events, BUCKET)
         events.create_event_bus(Name=BUS)
         event_queue = wire_events_to_queue(events, sqs, BUS)
+        # As the template routes Transcription Requested events for the bucket to the job queue.
+        requested = {"detail-type": ["Transcription Requested"], "detail": {"bucket": [BUCKET]}}
+        wire_events_to_queue(events, sqs, BUS, requested, name="requested", queue=queue)
         create_jobs_table(dynamodb)
         create_tables(dynamodb, {"idempotency": "id", "apikeys": "keyHash"})
         from whisperless.cloud.runner import JobRunner
@@ -73,6 +76,7 @@ def aws(monkeypatch, app_module, engine):
             s3=s3, dynamodb=dynamodb, settings=settings, engine=engine, callback_sleep=lambda seconds: None
         )
         yield {
+            "eventbridge": events,
             "s3": s3,
             "sqs": sqs,
             "queue": queue,
@@ -212,3 +216,31 @@ def test_a_bad_formats_value_fails_the_job_naming_the_field(aws, clip):
     assert doc["status"] == "failed" and doc["error"]["field"] == "formats"
     keys = {o["Key"] for o in aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix="in/x.mp3")["Contents"]}
     assert keys == {"in/x.mp3", "in/x.mp3.json"}
+
+
+def test_a_transcription_requested_event_is_a_job_like_an_upload(aws, clip):
+    aws["s3"].put_object(Bucket=BUCKET, Key="library/old.mp3", Body=clip)
+    receive(aws["sqs"], aws["queue"])  # its upload's own job is not what this test is about: drop it
+    detail = {"bucket": BUCKET, "key": "library/old.mp3", "formats": ["txt"], "language": "en"}
+    entry = {"Source": "my.app", "DetailType": "Transcription Requested", "Detail": json.dumps(detail)}
+    put = aws["eventbridge"].put_events(Entries=[{**entry, "EventBusName": BUS}])
+    event_id = put["Entries"][0]["EventId"]
+    messages = receive(aws["sqs"], aws["queue"])
+    assert len(messages) == 1
+    for _ in range(2):  # EventBridge and SQS deliver at least once: the same event is one job
+        assert aws["app"].handler(sqs_event(messages), LambdaContext()) == {"batchItemFailures": []}
+    txt = aws["s3"].get_object(Bucket=BUCKET, Key="library/old.mp3.txt")["Body"].read().decode()
+    assert "hello" in txt.lower()
+    (event,) = _events(aws)
+    assert event["detail"]["jobId"] == f"evt-{event_id}" and event["detail"]["key"] == "library/old.mp3"
+
+
+def test_a_request_for_a_missing_object_fails_naming_the_key(aws):
+    detail = {"bucket": BUCKET, "key": "library/none.mp3", "jobId": "my-job-1"}
+    entry = {"Source": "my.app", "DetailType": "Transcription Requested", "Detail": json.dumps(detail)}
+    aws["eventbridge"].put_events(Entries=[{**entry, "EventBusName": BUS}])
+    _run_queue(aws)
+    doc = json.loads(aws["s3"].get_object(Bucket=BUCKET, Key="library/none.mp3.json")["Body"].read())
+    assert doc["id"] == "my-job-1" and doc["error"]["code"] == "file_not_found" and doc["error"]["field"] == "key"
+    (event,) = _events(aws)
+    assert event["detail-type"] == "Transcription Failed" and event["detail"]["jobId"] == "my-job-1"

@@ -355,7 +355,20 @@ def test_upload_rule_never_fires_for_results(translated):
     (statement,) = policies[0]["PolicyDocument"]["Statement"]
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert statement["Action"] == "sqs:SendMessage"
-    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::GetAtt": ["AudioUploadedRule", "Arn"]}
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == [
+        {"Fn::GetAtt": ["AudioUploadedRule", "Arn"]},
+        {"Fn::GetAtt": ["TranscriptionRequestedRule", "Arn"]},
+    ]
+
+
+def test_transcription_requested_events_for_the_bucket_become_jobs(translated):
+    rule = translated["Resources"]["TranscriptionRequestedRule"]["Properties"]
+    assert rule["EventPattern"] == {
+        "detail-type": ["Transcription Requested"],
+        "detail": {"bucket": [{"Ref": "AudioBucket"}]},
+    }
+    assert rule["EventBusName"] == {"Fn::If": ["CreateEventBus", {"Ref": "EventBus"}, {"Ref": "EventBusName"}]}
+    assert [t["Arn"] for t in rule["Targets"]] == [{"Fn::GetAtt": ["JobQueue", "Arn"]}]
 
 
 def test_tables(translated):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -89,3 +90,17 @@ def test_arbitrary_sqs_bodies_never_crash(body):
         jobs_from_sqs_body(body)
     except InvalidEvent:
         pass
+
+
+def test_transcription_requested_events():
+    from whisperless.cloud.events import RequestedJob
+
+    detail = {"bucket": "b", "key": "a b.mp3", "diarization": True, "formats": ["srt"]}
+    event = {"id": "e-1", "detail-type": "Transcription Requested", "detail": detail}
+    assert jobs_from_payload(event) == [
+        RequestedJob("evt-e-1", "b", "a b.mp3", {"diarization": True, "formats": ["srt"]})
+    ]
+    assert jobs_from_payload({**event, "detail": {**detail, "jobId": "mine"}})[0].job_id == "mine"
+    for bad in ({"bucket": "b"}, {**detail, "jobId": "../x"}, "text"):
+        with pytest.raises(InvalidEvent):
+            jobs_from_payload({**event, "detail": bad})

@@ -35,7 +35,7 @@ from ..errors import AudioError, InvalidParameter, WhisperlessError
 from .callbacks import Callbacks
 from .context import LambdaContext
 from .eventbus import EventBus, job_event
-from .events import ObjectJob, Skip, UrlJob
+from .events import ObjectJob, RequestedJob, Skip, UrlJob
 from .metrics import record_job_metrics
 from .stores import JobStore, ResultStore
 
@@ -49,7 +49,7 @@ DEFAULT_JOB_SECONDS = 900.0
 class Attempt:
     """One delivery of a job: what Powertools Idempotency keys and stores."""
 
-    job: ObjectJob | UrlJob
+    job: ObjectJob | UrlJob | RequestedJob
     final: bool = False  # the message's last delivery: a failure now is told to the user
 
 
@@ -104,6 +104,7 @@ class JobRunner:
             self._process_object, "[job.bucket, job.key, job.etag, job.version_id]", "object"
         )
         self._url_runner = self._idempotent(self._process_url, "job.job_id", "url")
+        self._request_runner = self._idempotent(self._process_request, "job.job_id", "requested")
 
     @property
     def engine(self):
@@ -135,7 +136,9 @@ class JobRunner:
         return config, wrapped
 
     # -- entry ---------------------------------------------------------------------------
-    def handle(self, job: ObjectJob | UrlJob | Skip, context: Any = None, receive_count: int | None = None) -> dict:
+    def handle(
+        self, job: ObjectJob | UrlJob | RequestedJob | Skip, context: Any = None, receive_count: int | None = None
+    ) -> dict:
         """Run one job. ``context``: the Lambda context, or None for the plain worker.
         ``receive_count``: how often the queue has delivered this message (None: not from a queue)."""
         if isinstance(job, Skip):
@@ -152,7 +155,12 @@ class JobRunner:
         return self._run(Attempt(job, final), context or LambdaContext("worker", seconds))
 
     def _run(self, attempt: Attempt, context: Any) -> dict:
-        config, runner = self._url_runner if isinstance(attempt.job, UrlJob) else self._object_runner
+        if isinstance(attempt.job, UrlJob):
+            config, runner = self._url_runner
+        elif isinstance(attempt.job, RequestedJob):
+            config, runner = self._request_runner
+        else:
+            config, runner = self._object_runner
         config.register_lambda_context(context)
         return runner(attempt=attempt)
 
@@ -209,6 +217,31 @@ class JobRunner:
             except Exception as exc:  # noqa: BLE001 - the same input would fail again: report, do not retry
                 log.exception("job %s: engine failure", job_id)
                 return failed_document(job_id, exc, source)
+
+    # -- Transcription Requested (an EventBridge event) ------------------------------------
+    def _process_request(self, attempt: Attempt) -> dict:
+        """An object already in the bucket, transcribed with the event's parameters (not the
+        object's metadata): one job per request, so the same audio may be asked for again with
+        other parameters; its result replaces ``<key>.json``."""
+        job = attempt.job
+        assert isinstance(job, RequestedJob)
+        bucket, key, job_id = job.bucket, job.key, job.job_id
+        params = {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in job.params.items()}
+        metadata = upload_metadata(job_id, params)
+        callback_url = metadata.get(CALLBACK)
+        source = {"bucket": bucket, "key": key}
+        self.jobs.start(job_id, bucket=bucket, key=key, params=_public_params(metadata))
+        try:
+            found = self._head(bucket, key)
+            if found is None:
+                missing = AudioError(f"no object {key!r} in the bucket", code="file_not_found", field="key")
+                document = failed_document(job_id, missing, source)
+            else:
+                document = self._result_for_object(job_id, bucket, key, found[1], metadata, source)
+            return self._conclude(job_id, bucket, key, document, callback_url, _formats(metadata))
+        except Exception as exc:
+            self._attempt_failed(job_id, bucket, key, exc, callback_url, source, attempt.final)
+            raise
 
     # -- URL job (from the API) ------------------------------------------------------------
     def _process_url(self, attempt: Attempt) -> dict:
