@@ -92,10 +92,10 @@ class JobRunner:
         self.metrics = metrics
         import boto3
 
+        # The job's EventBridge event goes to the deployment's bus (none configured: no event).
         self.bus = EventBus(events or boto3.client("events"), settings.event_bus) if settings.event_bus else None
         # Powertools writes low-level items; the resource's own client would re-serialise them,
         # so it gets a plain client on the same endpoint.
-
         resource_client = dynamodb.meta.client
         self._dynamodb_client = boto3.client(
             "dynamodb", region_name=resource_client.meta.region_name, endpoint_url=resource_client.meta.endpoint_url
