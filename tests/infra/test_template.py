@@ -367,7 +367,8 @@ def test_transcription_requested_events_for_the_bucket_become_jobs(translated):
         "detail-type": ["Transcription Requested"],
         "detail": {"bucket": [{"Ref": "AudioBucket"}]},
     }
-    assert rule["EventBusName"] == {"Fn::If": ["CreateEventBus", {"Ref": "EventBus"}, {"Ref": "EventBusName"}]}
+    bus = {"Fn::If": ["CreateEventBus", {"Fn::GetAtt": ["EventBus", "Name"]}, {"Ref": "EventBusName"}]}
+    assert rule["EventBusName"] == bus
     assert [t["Arn"] for t in rule["Targets"]] == [{"Fn::GetAtt": ["JobQueue", "Arn"]}]
 
 

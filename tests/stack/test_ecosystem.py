@@ -214,3 +214,16 @@ def test_list_delete_health_and_cors(stack, clip):
     assert "authorization" in preflight.headers["Access-Control-Allow-Headers"]
     listed = requests.get(f"{api}/v1/transcriptions", headers={**headers, **origin}, timeout=10)
     assert listed.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_a_transcription_requested_event_on_the_stack_bus_is_a_job(stack):
+    """Last: it starts a job without a client, which the event count above does not expect."""
+    s3 = _aws(stack, "s3")  # in/talk.mp3 is there from the renderings test
+    detail = {"bucket": stack["bucket"], "key": "in/talk.mp3", "jobId": "requested-1", "diarization": True}
+    entry = {"Source": "my.app", "DetailType": "Transcription Requested", "Detail": json.dumps(detail)}
+    _aws(stack, "events").put_events(Entries=[{**entry, "EventBusName": stack["eventBus"]}])
+    deadline, doc = time.monotonic() + 120, {}
+    while time.monotonic() < deadline and doc.get("id") != "requested-1":
+        time.sleep(0.5)
+        doc = json.loads(s3.get_object(Bucket=stack["bucket"], Key="in/talk.mp3.json")["Body"].read())
+    assert doc.get("id") == "requested-1" and doc["status"] == "completed" and doc["diarization"]
