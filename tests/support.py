@@ -4,6 +4,7 @@ HTTP callback receiver on 127.0.0.1."""
 from __future__ import annotations
 
 import base64
+import copy
 import functools
 import http.server
 import json
@@ -15,7 +16,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from whisperless.cloud.context import ACCOUNT, REGION
-from whisperless.contract.naming import OUTPUT_SUFFIXES
 from whisperless.local import lambda_host
 from whisperless.local.lambda_host import LambdaContext, Routes, api_event, load_handler
 
@@ -46,21 +46,33 @@ def wire_bucket_to_queue(
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
     queue = sqs.create_queue(QueueName=queue_name, Attributes=queue_attributes or {})["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(
-        Name="audio-uploaded",
-        EventPattern=json.dumps(
-            {
-                "source": ["aws.s3"],
-                "detail-type": ["Object Created"],
-                "detail": {
-                    "bucket": {"name": [bucket]},
-                    "object": {"key": [{"anything-but": {"suffix": list(OUTPUT_SUFFIXES)}}]},
-                },
-            }
-        ),
-    )
+    pattern = copy.deepcopy(_template()["Resources"]["AudioUploadedRule"]["Properties"]["EventPattern"])
+    pattern["detail"]["bucket"]["name"] = [bucket]  # the template's !Ref AudioBucket
+    events.put_rule(Name="audio-uploaded", EventPattern=json.dumps(pattern))
     events.put_targets(Rule="audio-uploaded", Targets=[{"Id": "queue", "Arn": queue_arn}])
     return queue
+
+
+def wire_events_to_queue(
+    events, sqs, bus: str, pattern: dict | None = None, name: str = "job-events", queue: str | None = None
+) -> str:
+    """An EventBridge rule on ``bus`` (default pattern: whisperless's events) -> ``queue`` (default: a
+    new SQS queue); returns the queue's URL."""
+    queue = queue or sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(pattern or {"source": ["whisperless"]}))
+    events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}])
+    return queue
+
+
+def drain_events(sqs, queue: str) -> list[dict]:
+    """Every event the rule delivered so far (EventBridge envelopes), removing them from the queue."""
+    out = []
+    while messages := receive(sqs, queue):
+        for message in messages:
+            out.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    return out
 
 
 def sqs_event(messages: list[dict], queue_arn: str = f"arn:aws:sqs:{REGION}:{ACCOUNT}:jobs") -> dict:
@@ -83,6 +95,15 @@ def create_tables(dynamodb, tables: dict[str, str]) -> None:
             AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
+
+
+def create_jobs_table(dynamodb, name: str = "jobs") -> None:
+    """The jobs table exactly as template.yaml declares it (keys and the per-client index)."""
+    props = _template()["Resources"]["JobsTable"]["Properties"]
+    dynamodb.create_table(
+        TableName=name,
+        **{k: props[k] for k in ("KeySchema", "AttributeDefinitions", "GlobalSecondaryIndexes", "BillingMode")},
+    )
 
 
 class Receiver:
@@ -137,11 +158,18 @@ class Receiver:
 
 
 @functools.cache
+def _template() -> dict:
+    from whisperless.local.cloudformation import load_source
+
+    return load_source(ROOT / "template.yaml")
+
+
+@functools.cache
 def template_routes() -> Routes:
     """The HTTP API's routes as template.yaml declares them (after the SAM transform)."""
-    from whisperless.local.cloudformation import api_routes, load_source, translate
+    from whisperless.local.cloudformation import api_routes, translate
 
-    return Routes(api_routes(translate(load_source(ROOT / "template.yaml"))))
+    return Routes(api_routes(translate(_template())))
 
 
 def to_event(prepared) -> dict:
@@ -178,7 +206,9 @@ class Answer:
         body = raw.get("body") or ""
         if raw.get("isBase64Encoded"):
             body = base64.b64decode(body).decode()
-        self.json = json.loads(body) if body else None
+        self.text = body
+        media = self.headers.get("content-type", "application/json")
+        self.json = json.loads(body) if body and "json" in media else None
 
 
 # ------------------------------------------------------------------ personal data in made speech

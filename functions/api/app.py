@@ -1,8 +1,10 @@
 """Lambda handler of the HTTP API: routes, event decoding and response shaping only.
 
-The logic lives in ``whisperless.cloud.api`` (shared with the local stack). Every route but
-the OpenAPI document needs ``Authorization: Bearer <key>``; authentication runs inside
-each route, before the body is looked at, so a stranger learns nothing about bodies.
+The logic lives in ``whisperless.cloud.api`` and, for OpenAI's audio routes,
+``whisperless.cloud.openai_api`` (shared with the local stack). Every route but the OpenAPI
+document and ``/v1/health`` needs ``Authorization: Bearer <key>``; authentication runs inside
+each route, before the body is looked at, so a stranger learns nothing about bodies. CORS is
+API Gateway's (template.yaml, HttpApi CorsConfiguration), not this resolver's.
 Request bodies are parsed by ``whisperless.cloud.forms`` (multipart cannot go through
 Powertools' body models); the OpenAPI document describes them all the same.
 """
@@ -25,6 +27,7 @@ from aws_lambda_powertools.logging import correlation_paths
 
 from whisperless.cloud.api import Api, Reply
 from whisperless.cloud.forms import ApiError, error_body, parse_json
+from whisperless.cloud.openai_api import OpenAIAudio
 from whisperless.config import settings
 
 logger = Logger()
@@ -76,6 +79,11 @@ _PARAMS = {
     },
     "redactAudio": {"anyOf": _either("boolean", "string"), "description": "also write <key>.redacted.wav"},
     "sentiment": {"anyOf": _either("boolean", "string"), "description": "sentiment per segment (English)"},
+    "temperature": {"anyOf": _either("number", "string"), "description": "0-1; unset or 0: Whisper's schedule"},
+    "formats": {
+        "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+        "description": "also write <key>.srt / .vtt / .txt next to the audio: 'srt,vtt,txt'",
+    },
 }
 _EMPTY_MEANS_UNSET = "Every empty string means unset."
 
@@ -141,6 +149,7 @@ def _time_left() -> float | None:
 
 
 def _respond(reply: Reply) -> Response:
+    # A str body goes out as it is, with the Content-Type its reply names (srt, vtt, text).
     return Response(reply.status, content_types.APPLICATION_JSON, reply.body, headers=reply.headers)
 
 
@@ -174,14 +183,73 @@ def create_transcription():
 @app.get(
     "/v1/transcriptions/<job_id>",
     summary="Status of a transcription, with the result document once done",
+    description="?format=srt|vtt|txt renders a completed transcription (409 before); json (default): the document.",
     responses={
-        200: {"description": "{id, status, statusUrl} or the result document", "content": _JSON_ANY},
-        **_errors(401, 403, 404, 422),
+        200: {"description": "{id, status, statusUrl}, the result document, or its rendering", "content": _JSON_ANY},
+        409: {"description": "a rendering asked for before the job completed", "content": _ERROR},
+        **_errors(400, 401, 403, 404, 422),
     },
 )
 def get_transcription(job_id: str):
     client_id = _client_id()
-    return _respond(service().get_transcription(client_id, job_id))
+    fmt = app.current_event.get_query_string_value("format")
+    return _respond(service().get_transcription(client_id, job_id, fmt))
+
+
+@app.get(
+    "/v1/transcriptions",
+    summary="The caller's transcriptions, newest first",
+    description="?limit=1-100 (default 20); ?after=<next> for the following page.",
+    responses={
+        200: {"description": "{transcriptions: [{id, status, createdAt, ...}], next}", "content": _JSON_ANY},
+        **_errors(400, 401, 403),
+    },
+)
+def list_transcriptions():
+    client_id = _client_id()
+    return _respond(service().list_transcriptions(client_id, app.current_event.query_string_parameters))
+
+
+@app.delete(
+    "/v1/transcriptions/<job_id>",
+    summary="Delete a finished transcription: its audio, result, renderings and record",
+    responses={
+        200: {"description": "{id, deleted: true}", "content": _JSON_ANY},
+        409: {"description": "the job is still running", "content": _ERROR},
+        **_errors(401, 403, 404),
+    },
+)
+def delete_transcription(job_id: str):
+    client_id = _client_id()
+    return _respond(service().delete_transcription(client_id, job_id))
+
+
+def _openai_audio(kind: str) -> Response:
+    event = app.current_event
+    reply = OpenAIAudio(service()).handle(kind, event.headers, _body(), event.headers.get("content-type"), _time_left())
+    return _respond(reply)
+
+
+_OPENAI_DOC = (
+    "OpenAI's audio API (the openai SDKs with base_url=<api>/v1): multipart file, model (any name: this "
+    "deployment's model runs), response_format json|text|srt|verbose_json|vtt|diarized_json. Errors are "
+    "OpenAI-shaped. Over the wait budget: 413 with the job id (the job goes on)."
+)
+
+
+@app.post("/v1/audio/transcriptions", summary="OpenAI-compatible transcription", description=_OPENAI_DOC)
+def openai_transcription():
+    return _openai_audio("transcriptions")
+
+
+@app.post("/v1/audio/translations", summary="OpenAI-compatible translation to English", description=_OPENAI_DOC)
+def openai_translation():
+    return _openai_audio("translations")
+
+
+@app.get("/v1/health", summary="Liveness, without a key", security=[])
+def health():
+    return _respond(Reply(200, {"status": "ok"}))
 
 
 @app.post(

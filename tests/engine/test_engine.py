@@ -15,6 +15,9 @@ WER_BOUND = 0.30
 DER_BOUND = 0.12
 
 
+WHISPER_SEGMENT_KEYS = {"seek", "tokens", "temperature", "avg_logprob", "compression_ratio", "no_speech_prob"}
+
+
 def test_result_has_the_contract_shape(sample_result):
     doc = json.loads(json.dumps(sample_result))  # plain JSON types only
     assert doc == sample_result
@@ -24,7 +27,10 @@ def test_result_has_the_contract_shape(sample_result):
     assert isinstance(doc["text"], str) and doc["text"]
     assert doc["segments"] and doc["diarization"]
     for segment in doc["segments"]:
-        assert set(segment) == {"start", "end", "text", "words", "speaker"}
+        # The contract's keys, plus Whisper's own segment statistics (additive).
+        assert set(segment) == {"start", "end", "text", "words", "speaker"} | WHISPER_SEGMENT_KEYS
+        assert all(isinstance(t, int) for t in segment["tokens"]) and segment["tokens"]
+        assert segment["end"] - segment["start"] <= 12.0  # sentence-sized (engine.segments)
         for word in segment["words"]:
             assert set(word) == {"word", "start", "end", "timestamp", "probability", "speaker"}
             assert word["timestamp"] == word["end"]

@@ -21,6 +21,7 @@ from support import (
     REGION,
     Answer,
     LambdaContext,
+    create_jobs_table,
     create_tables,
     load_handler,
     set_aws_env,
@@ -98,7 +99,8 @@ def aws(monkeypatch):
         dynamodb = boto3.resource("dynamodb", region_name=REGION)
         # Wired as template.yaml wires it, so an upload's own job message shows up on the queue.
         queue = wire_bucket_to_queue(s3, sqs, events, BUCKET)
-        create_tables(dynamodb, {"jobs": "id", "apikeys": "keyHash"})
+        create_jobs_table(dynamodb)
+        create_tables(dynamodb, {"apikeys": "keyHash"})
         keys = dynamodb.Table("apikeys")
         apikeys.add_key(keys, KEY_A, "client-a")
         apikeys.add_key(keys, KEY_B, "client-b")
@@ -686,3 +688,134 @@ def test_the_api_module_loads_no_models():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ------------------------------------------------------------------ OpenAI's routes, the rest of the API
+
+
+def openai_post(app_module, kind: str = "transcriptions", key: str | None = KEY_A, data=None, body: bytes = WAV):
+    """What the openai SDK sends: multipart, array fields as name[] parts, the file last."""
+    fields = [("model", "whisper-1"), *(data or [])]
+    return call(app_module, "POST", f"/v1/audio/{kind}", key=key, data=fields, files={"file": ("a.wav", body)})
+
+
+def test_openai_route_answers_413_with_the_job_when_the_wait_runs_out(app_module, make_api, aws, clock):
+    make_api(result_wait_seconds=3)
+    answer = openai_post(app_module)
+    assert answer.status == 413 and answer.headers["x-should-retry"] == "false"  # the SDKs would not resubmit
+    job_id = answer.headers["x-whisperless-job-id"]
+    error = answer.json["error"]
+    assert error["code"] == "audio_too_long_for_sync" and error["type"] == "invalid_request_error"
+    assert f"/v1/transcriptions/{job_id}" in error["message"] and answer.headers["location"].endswith(job_id)
+    assert sum(clock.sleeps) == pytest.approx(3)
+    assert call(app_module, "GET", f"/v1/transcriptions/{job_id}").json["status"] == "queued"  # it goes on
+
+
+def test_openai_route_renders_the_finished_job_and_maps_its_failure(app_module, make_api, aws, clock):
+    from whisperless.contract.documents import failed_document
+    from whisperless.errors import AudioError
+
+    make_api(result_wait_seconds=5)
+    outcome = {"document": {**COMPLETED, "duration": 3.0, "model": "tiny.en"}}
+
+    def worker_writes():
+        (key,) = [k for k in stored_keys(aws) if "/" in k and not k.endswith(".json")][-1:]
+        ResultStore(aws["s3"]).write(BUCKET, key, {"id": key.split("/")[1], **outcome["document"]})
+
+    clock.on_sleep.append(worker_writes)
+    answer = openai_post(app_module, data=[("response_format", "verbose_json"), ("timestamp_granularities[]", "word")])
+    assert answer.status == 200 and answer.headers["x-whisperless-model"] == "tiny.en"
+    assert answer.json["language"] == "english" and answer.json["words"] == []
+    assert "segments" not in answer.json  # only word timestamps were asked for
+
+    aws["s3"].delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": k} for k in stored_keys(aws)]})
+    outcome["document"] = failed_document("x", AudioError("not audio", code="not_audio"))
+    failed = openai_post(app_module)
+    assert failed.status == 400 and failed.json["error"] == {
+        "message": "not audio",
+        "type": "invalid_request_error",
+        "param": "file",
+        "code": "not_audio",
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "data", "param"),
+    [
+        ("transcriptions", [("stream", "true")], "stream"),
+        ("transcriptions", [("response_format", "docx")], "response_format"),
+        ("transcriptions", [("include[]", "logprobs"), ("response_format", "text")], "include"),
+        ("transcriptions", [("known_speaker_references[]", "data:audio/wav;base64,AAA")], "known_speaker_references"),
+        ("transcriptions", [("temperature", "1.5")], "temperature"),
+        ("transcriptions", [("diarization", "true")], "diarization"),  # not an OpenAI field
+        ("translations", [("language", "de")], "language"),  # translations take no language
+        ("translations", [("response_format", "diarized_json")], "response_format"),
+    ],
+)
+def test_openai_refusals_name_the_field_and_store_nothing(app_module, api, aws, kind, data, param):
+    answer = openai_post(app_module, kind, data=data)
+    assert answer.status == 400 and answer.json["error"]["param"] == param, answer.json
+    assert_nothing_stored(aws)
+
+
+def test_openai_errors_for_keys_and_sizes(app_module, make_api, aws):
+    make_api(max_audio_bytes=64 * 1024 * 1024)
+    unknown = openai_post(app_module, key="wl_nope")
+    assert unknown.status == 401 and unknown.json["error"]["code"] == "invalid_api_key"
+    big = openai_post(app_module, body=b"\0" * (10 * 1024 * 1024 + 1))
+    assert big.status == 413 and big.json["error"]["param"] == "file"
+    assert "10 MB" in big.json["error"]["message"] and "/v1/uploads" in big.json["error"]["message"]
+    assert_nothing_stored(aws)
+
+
+def _finish(aws, answer, document=None):
+    job_id = answer.json["id"]
+    key = next(k for k in stored_keys(aws) if k.startswith(f"uploads/{job_id}/"))
+    ResultStore(aws["s3"]).write(BUCKET, key, document or {"id": job_id, **COMPLETED})
+    from whisperless.cloud.stores import JobStore
+
+    JobStore(aws["jobs"], ttl_days=1).finish(job_id, status="completed")
+    return job_id, key
+
+
+def test_renderings_of_a_job_and_their_refusals(app_module, api, aws):
+    job_id, _ = _finish(aws, seed_post(app_module))
+    srt = call(app_module, "GET", f"/v1/transcriptions/{job_id}", params={"format": "srt"})
+    assert srt.status == 200 and srt.headers["content-type"].startswith("application/x-subrip")
+    assert srt.text == "1\n00:00:00,000 --> 00:00:03,000\nHello World\n"
+    pending = seed_post(app_module).json["id"]
+    early = call(app_module, "GET", f"/v1/transcriptions/{pending}", params={"format": "vtt"})
+    assert early.status == 409 and early.json["error"]["field"] == "format"
+    bad = call(app_module, "GET", f"/v1/transcriptions/{job_id}", params={"format": "docx"})
+    assert bad.status == 400 and bad.json["error"]["field"] == "format"
+
+
+def test_listing_pages_through_ones_own_jobs_newest_first(app_module, api, aws):
+    mine = [seed_post(app_module).json["id"] for _ in range(3)]
+    seed_post(app_module, key=KEY_B)
+    first = call(app_module, "GET", "/v1/transcriptions", params={"limit": "2"}).json
+    rest = call(app_module, "GET", "/v1/transcriptions", params={"limit": "2", "after": first["next"]}).json
+    assert [j["id"] for j in first["transcriptions"] + rest["transcriptions"]] == mine[::-1]
+    assert rest["next"] is None
+    # A cursor is only good for its own client's list.
+    theirs = call(app_module, "GET", "/v1/transcriptions", key=KEY_B, params={"after": first["next"]})
+    assert theirs.status == 400 and theirs.json["error"]["field"] == "after"
+    assert call(app_module, "GET", "/v1/transcriptions", params={"limit": "0"}).status == 400
+
+
+def test_deleting_removes_everything_of_ones_own_finished_job_only(app_module, api, aws):
+    job_id, key = _finish(aws, seed_post(app_module))
+    aws["s3"].put_object(Bucket=BUCKET, Key=key + ".srt", Body=b"1")
+    running = seed_post(app_module).json["id"]
+    assert call(app_module, "DELETE", f"/v1/transcriptions/{job_id}", key=KEY_B).status == 404
+    assert call(app_module, "DELETE", f"/v1/transcriptions/{running}").status == 409
+    gone = call(app_module, "DELETE", f"/v1/transcriptions/{job_id}")
+    assert gone.status == 200 and gone.json == {"id": job_id, "deleted": True}
+    assert not [k for k in stored_keys(aws) if k.startswith(f"uploads/{job_id}/")]
+    assert aws["jobs"].get_item(Key={"id": job_id}).get("Item") is None
+    assert call(app_module, "GET", f"/v1/transcriptions/{job_id}").status == 404
+
+
+def test_health_needs_no_key(app_module, api):
+    answer = call(app_module, "GET", "/v1/health", key=None)
+    assert answer.status == 200 and answer.json == {"status": "ok"}

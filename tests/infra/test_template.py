@@ -21,7 +21,7 @@ from cfnlint.api import lint, lint_file  # noqa: E402
 from cfnlint.config import ManualArgs  # noqa: E402
 from cfnlint.context.parameters import ParameterSet  # noqa: E402
 
-from whisperless.contract.naming import OUTPUT_SUFFIXES, REDACTED_AUDIO_SUFFIX, UNREDACTED_SUFFIX  # noqa: E402
+from whisperless.contract.naming import AUDIO_EXTENSIONS, OUTPUT_SUFFIXES, REDACTED_AUDIO_SUFFIX, UNREDACTED_SUFFIX  # noqa: E402
 from whisperless.local.cloudformation import load_source, translate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -273,8 +273,13 @@ def test_http_api_routes(source):
     routes = {(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events if e["Type"] == "HttpApi"}
     assert routes == {
         ("POST", "/v1/transcriptions"),
+        ("GET", "/v1/transcriptions"),
         ("GET", "/v1/transcriptions/{id}"),
+        ("DELETE", "/v1/transcriptions/{id}"),
         ("POST", "/v1/uploads"),
+        ("POST", "/v1/audio/transcriptions"),
+        ("POST", "/v1/audio/translations"),
+        ("GET", "/v1/health"),
         ("GET", "/v1/openapi.json"),
     }
 
@@ -333,8 +338,12 @@ def test_upload_rule_never_fires_for_results(translated):
     assert pattern["source"] == ["aws.s3"]
     assert pattern["detail-type"] == ["Object Created"]
     assert pattern["detail"]["bucket"]["name"] == [{"Ref": "AudioBucket"}]
-    # The recursion guard: <audio key>.json results (and .redacted.wav audio) sit next to the audio.
-    assert pattern["detail"]["object"]["key"] == [{"anything-but": {"suffix": list(OUTPUT_SUFFIXES)}}]
+    # The recursion guard: only audio extensions (the code's own list, any case) become jobs, so the
+    # <audio key>.json results and .srt/.vtt/.txt renderings next to the audio never do.
+    keys = pattern["detail"]["object"]["key"]
+    assert all(set(k) == {"suffix"} and set(k["suffix"]) == {"equals-ignore-case"} for k in keys)
+    assert {k["suffix"]["equals-ignore-case"] for k in keys} == set(AUDIO_EXTENSIONS)
+    assert not set(OUTPUT_SUFFIXES) & set(AUDIO_EXTENSIONS)
     assert [t["Arn"] for t in rule["Targets"]] == [{"Fn::GetAtt": ["JobQueue", "Arn"]}]
 
     policies = [
@@ -346,7 +355,21 @@ def test_upload_rule_never_fires_for_results(translated):
     (statement,) = policies[0]["PolicyDocument"]["Statement"]
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert statement["Action"] == "sqs:SendMessage"
-    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::GetAtt": ["AudioUploadedRule", "Arn"]}
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == [
+        {"Fn::GetAtt": ["AudioUploadedRule", "Arn"]},
+        {"Fn::GetAtt": ["TranscriptionRequestedRule", "Arn"]},
+    ]
+
+
+def test_transcription_requested_events_for_the_bucket_become_jobs(translated):
+    rule = translated["Resources"]["TranscriptionRequestedRule"]["Properties"]
+    assert rule["EventPattern"] == {
+        "detail-type": ["Transcription Requested"],
+        "detail": {"bucket": [{"Ref": "AudioBucket"}]},
+    }
+    bus = {"Fn::If": ["CreateEventBus", {"Fn::GetAtt": ["EventBus", "Name"]}, {"Ref": "EventBusName"}]}
+    assert rule["EventBusName"] == bus
+    assert [t["Arn"] for t in rule["Targets"]] == [{"Fn::GetAtt": ["JobQueue", "Arn"]}]
 
 
 def test_tables(translated):
@@ -432,6 +455,8 @@ def test_transcriber_permissions(translated):
         assert {"Fn::GetAtt": ["JobsTable", "Arn"]} in grants[action]
         assert {"Fn::GetAtt": ["IdempotencyTable", "Arn"]} in grants[action]
     assert "secretsmanager:GetSecretValue" in grants
+    bus = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
+    assert grants["events:PutEvents"] == [{"Fn::Sub": bus}]  # its own bus only
     gpu = _grants(translated, role_names={"GpuTranscriberRole"})
     for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"):
         assert gpu[action] == [{"Fn::GetAtt": ["JobQueue", "Arn"]}]
@@ -446,6 +471,38 @@ def test_api_permissions(translated):
     assert {"Fn::GetAtt": ["ApiKeysTable", "Arn"]} not in grants.get("dynamodb:PutItem", [])
     assert grants["sqs:SendMessage"] == [{"Fn::GetAtt": ["JobQueue", "Arn"]}]
     assert "secretsmanager:GetSecretValue" not in grants
+    # DELETE /v1/transcriptions/{id}: the job's objects and record; GET /v1/transcriptions: the index only.
+    assert grants["s3:DeleteObject"] == [objects]
+    assert grants["dynamodb:DeleteItem"] == [{"Fn::GetAtt": ["JobsTable", "Arn"]}]
+    assert grants["dynamodb:Query"] == [{"Fn::Sub": "${JobsTable.Arn}/index/byClient"}]
+
+
+def test_jobs_are_listed_per_client_newest_first(translated):
+    from whisperless.cloud.stores import CLIENT_INDEX
+
+    props = translated["Resources"]["JobsTable"]["Properties"]
+    (index,) = props["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == CLIENT_INDEX
+    assert index["KeySchema"] == [
+        {"AttributeName": "clientId", "KeyType": "HASH"},
+        {"AttributeName": "createdAt", "KeyType": "RANGE"},
+    ]
+    assert "params" not in index["Projection"].get("NonKeyAttributes", [])  # callback URLs stay out
+
+
+def test_one_event_bus_per_stack_unless_the_default_bus(source, translated):
+    assert source["Parameters"]["EventBusName"]["Default"] == "default"
+    bus = translated["Resources"]["EventBus"]
+    assert bus["Condition"] == "CreateEventBus" and bus["Properties"]["Name"] == {"Ref": "EventBusName"}
+    for function in ("TranscriberFunction", "GpuTranscriberFunction"):
+        variables = translated["Resources"][function]["Properties"]["Environment"]["Variables"]
+        assert variables["EVENT_BUS_NAME"] == {"Ref": "EventBusName"}
+
+
+def test_cors_is_configured_once_on_the_http_api(source):
+    cors = source["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]
+    assert {"authorization", "content-type"} <= set(cors["AllowHeaders"])
+    assert {"GET", "POST", "DELETE"} <= set(cors["AllowMethods"])
 
 
 def test_generated_webhook_secret_is_a_base64_key(source):

@@ -49,7 +49,8 @@ def _s3(info):
 
 
 def test_startup_line_has_everything_a_script_needs(stack):
-    assert set(stack) >= {"api", "s3", "bucket", "apiKey", "webhookSecret"}
+    assert set(stack) >= {"api", "s3", "bucket", "eventBus", "apiKey", "webhookSecret"}
+    assert stack["eventBus"] == "whisperless-local-events"  # created from the template's EventBus
     assert stack["webhookSecret"].startswith("whsec_")
 
 

@@ -129,6 +129,20 @@ def test_transcript_with_speakers_words_and_playback(stack, browser, clip, tmp_p
     link = browser.find_element(By.ID, "download")
     assert link.get_attribute("href").startswith("blob:") and link.get_attribute("download") == "clip.wav.json"
 
+    # Subtitles are the API's rendering (GET /v1/transcriptions/{id}?format=srt), saved under the
+    # name they get next to the audio. The save itself is recorded instead of written to disk.
+    browser.execute_script("""
+        window.saved = [];
+        HTMLAnchorElement.prototype.click = function () {
+            const a = this;
+            fetch(a.href).then((r) => r.text()).then((text) => window.saved.push({name: a.download, text}));
+        };
+    """)
+    browser.find_element(By.CSS_SELECTOR, "button.download[data-format='srt']").click()
+    (saved,) = _wait(browser, lambda d: d.execute_script("return window.saved.length && window.saved"))
+    assert saved["name"] == "clip.wav.srt"
+    assert saved["text"].startswith("1\n00:00:0") and "[SPEAKER_0" in saved["text"]
+
     # For people: keep a picture to look at, wide and phone-narrow (no sideways scrolling there).
     browser.save_screenshot(str(tmp_path / "web-wide.png"))
     dark = [{"name": "prefers-color-scheme", "value": "dark"}]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,8 +29,10 @@ def test_s3_keys_are_url_decoded():
 def test_results_and_non_audio_are_skipped_with_a_reason():
     assert isinstance(jobs_from_payload(_s3("a.wav.json"))[0], Skip)
     # Redacted audio is a .wav, but ours: it must never start a job (nor an unredacted copy).
-    for output in ("calls/a.mp3.redacted.wav", "calls/a.mp3.unredacted.json"):
+    for output in ("calls/a.mp3.redacted.wav", "calls/a.mp3.unredacted.json", "a.wav.srt", "a.wav.vtt", "a.WAV.txt"):
         assert jobs_from_payload(_s3(output))[0] == Skip("our own output, not an upload", output)
+    # A text file of one's own is simply not audio.
+    assert jobs_from_payload(_s3("notes.txt"))[0] == Skip("not an audio file extension", "notes.txt")
     assert jobs_from_payload(_s3("notes.txt"))[0].reason == "not an audio file extension"
     assert isinstance(jobs_from_payload(_s3("a.wav", "ObjectRemoved:Delete"))[0], Skip)
     assert jobs_from_payload({"Event": "s3:TestEvent"})[0].reason == "S3 test event"
@@ -90,3 +93,17 @@ def test_arbitrary_sqs_bodies_never_crash(body):
         jobs_from_sqs_body(body)
     except InvalidEvent:
         pass
+
+
+def test_transcription_requested_events():
+    from whisperless.cloud.events import RequestedJob
+
+    detail = {"bucket": "b", "key": "a b.mp3", "diarization": True, "formats": ["srt"]}
+    event = {"id": "e-1", "detail-type": "Transcription Requested", "detail": detail}
+    assert jobs_from_payload(event) == [
+        RequestedJob("evt-e-1", "b", "a b.mp3", {"diarization": True, "formats": ["srt"]})
+    ]
+    assert jobs_from_payload({**event, "detail": {**detail, "jobId": "mine"}})[0].job_id == "mine"
+    for bad in ({"bucket": "b"}, {**detail, "jobId": "../x"}, "text"):
+        with pytest.raises(InvalidEvent):
+            jobs_from_payload({**event, "detail": bad})

@@ -150,3 +150,29 @@ def test_apigw_multipart():
     assert {"fileType", "diarization", "numSpeakers", "callbackURL", "initialPrompt", "language", "task"} <= set(fields)
     assert fields["diarization"] == "true" and fields["language"] == ""
     assert "url" not in fields
+
+
+def test_transcription_requested_and_completed_samples():
+    from whisperless.cloud.eventbus import SOURCE, job_event
+    from whisperless.cloud.events import RequestedJob, jobs_from_payload
+
+    raw = load("eventbridge-transcription-requested.json")
+    EventBridgeModel.model_validate(raw)
+    (job,) = jobs_from_payload(raw)
+    assert isinstance(job, RequestedJob) and job.key == MY_TALK and job.job_id == f"evt-{raw['id']}"
+    assert job.params["numSpeakers"] == 2 and job.params["formats"] == "srt,vtt"
+
+    published = load("eventbridge-transcription-completed.json")
+    EventBridgeModel.model_validate(published)
+    detail = published["detail"]
+    document = {
+        "status": "completed",
+        "language": "en",
+        "duration": 61.24,
+        "diarization": [
+            {"startTime": 0.0, "stopTime": 1.0, "speaker": "SPEAKER_00"},
+            {"startTime": 1.0, "stopTime": 2.0, "speaker": "SPEAKER_01"},
+        ],
+    }
+    assert published["source"] == SOURCE
+    assert job_event(detail["jobId"], detail["bucket"], detail["key"], document) == detail  # what we publish

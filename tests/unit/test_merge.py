@@ -29,6 +29,6 @@ def test_a_word_in_no_turn_takes_the_nearest_one():
 
 
 def test_subtitles_carry_speakers_and_times():
-    doc = {"segments": [{"start": 61.5, "end": 62.25, "text": "Hi.", "speaker": "SPEAKER_00"}]}
-    assert to_srt(doc) == "1\n00:01:01,500 --> 00:01:02,250\n[SPEAKER_00] Hi.\n"
-    assert to_vtt(doc).startswith("WEBVTT\n\n00:01:01.500 --> 00:01:02.250\n[SPEAKER_00] Hi.")
+    doc = {"segments": [{"start": 61.5, "end": 63.25, "text": "Hi.", "speaker": "SPEAKER_00"}]}
+    assert to_srt(doc) == "1\n00:01:01,500 --> 00:01:03,250\n[SPEAKER_00] Hi.\n"
+    assert to_vtt(doc).startswith("WEBVTT\n\n00:01:01.500 --> 00:01:03.250\n[SPEAKER_00] Hi.")

@@ -139,6 +139,9 @@ class Settings:
     queue_url: str = _var("QUEUE_URL", "the job queue", default="")
     webhook_secret: str = _var("WEBHOOK_SECRET", "callback signing secret (local runs)", default="", repr=False)
     webhook_secret_arn: str = _var("WEBHOOK_SECRET_ARN", "Secrets Manager secret that signs callbacks", default="")
+    event_bus: str = _var(
+        "EVENT_BUS_NAME", "EventBridge bus that gets one Transcription Completed/Failed event per job", default=""
+    )
     max_audio_bytes: int = _var("MAX_AUDIO_BYTES", "larger inputs are refused", default=2 * 1024**3)
     # The job queue's maxReceiveCount: on that receive a job that still fails for a passing
     # reason is answered with a failed document instead of going silently to the DLQ.

@@ -14,11 +14,16 @@ Answers to ``POST /v1/transcriptions``:
   ``callbackURL`` is set (the callback brings the result).
 
 ``GET /v1/transcriptions/{id}`` is a status resource: always 200, with the result
-document (completed or failed) once there is one.
+document (completed or failed) once there is one; ``?format=srt|vtt|txt`` renders a completed
+one (409 before). ``GET /v1/transcriptions`` lists the caller's jobs, newest first, a page at a
+time; ``DELETE /v1/transcriptions/{id}`` removes a finished job's audio, result, renderings and
+record.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import mimetypes
@@ -31,7 +36,9 @@ from typing import Any
 
 from ..config import Settings
 from ..contract.documents import input_was_bad
+from ..contract.formats import MEDIA_TYPES, RENDERERS
 from ..contract.metadata import upload_metadata
+from ..contract.naming import output_keys
 from ..contract.options import TranscriptionOptions, is_unset
 from ..errors import InvalidParameter
 from . import apikeys, netguard
@@ -59,12 +66,15 @@ POLL_MAX_SECONDS = 2.0
 S3_METADATA_LIMIT = 2048
 
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+LIST_DEFAULT, LIST_MAX = 20, 100
+#: A job in these states may still write its result: deleting it now would not delete that.
+RUNNING = ("queued", "processing", "retrying")
 
 
 @dataclass
 class Reply:
     status: int
-    body: dict
+    body: dict | str  # a str is sent as it is, with the Content-Type in headers
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -252,6 +262,18 @@ class Api:
                 field="file",
             )
         request = self.job_request(*read_form(body, content_type))
+        job_id, bucket, key = self.start_job(client_id, request)
+        if "callbackURL" in request.params:
+            return pending_reply(job_id, "queued")
+        document = self.wait_for_result(bucket, key, self.wait_budget(time_left))
+        if document is not None:
+            return result_reply(document)
+        job = self.jobs.get(job_id) or {}
+        return pending_reply(job_id, job.get("status", "queued"))
+
+    def start_job(self, client_id: str, request: JobRequest) -> tuple[str, str, str]:
+        """Record and start the job (store the file: its upload starts the job; or queue the URL);
+        returns (job id, bucket, audio key)."""
         job_id = uuid.uuid4().hex
         bucket = self.settings.bucket
         if request.file is not None:
@@ -275,16 +297,9 @@ class Api:
             message = {"jobId": job_id, "bucket": bucket, "key": key, "url": request.url, "params": request.params}
             self.sqs.send_message(QueueUrl=self.settings.queue_url, MessageBody=json.dumps(message))
         log.info("job %s queued for client %s (%s)", job_id, client_id, "file" if request.file else "url")
+        return job_id, bucket, key
 
-        if "callbackURL" in request.params:
-            return pending_reply(job_id, "queued")
-        document = self.wait_for_result(bucket, key, self._wait_budget(time_left))
-        if document is not None:
-            return result_reply(document)
-        job = self.jobs.get(job_id) or {}
-        return pending_reply(job_id, job.get("status", "queued"))
-
-    def _wait_budget(self, time_left: float | None) -> float:
+    def wait_budget(self, time_left: float | None) -> float:
         budget = self.settings.result_wait_seconds
         if time_left is not None:
             budget = min(budget, time_left - WAIT_MARGIN_SECONDS)
@@ -303,15 +318,86 @@ class Api:
         return None
 
     # -- GET /v1/transcriptions/{id} ------------------------------------------------------
-    def get_transcription(self, client_id: str, job_id: str) -> Reply:
+    def _own_job(self, client_id: str, job_id: str) -> dict:
         job = self.jobs.get(job_id) if _JOB_ID.fullmatch(job_id or "") else None
         # Another client's job answers exactly like a missing one: existence is not revealed.
         if not job or job.get("clientId") != client_id:
             raise ApiError(404, "not_found", f"no transcription {job_id!r}", field="id")
+        return job
+
+    def get_transcription(self, client_id: str, job_id: str, fmt: str | None = None) -> Reply:
+        fmt = (fmt or "json").strip().lower()
+        if fmt not in RENDERERS:
+            raise ApiError(400, "invalid_parameter", f"format must be one of {', '.join(RENDERERS)}", field="format")
+        job = self._own_job(client_id, job_id)
         document = self.results.read(job["bucket"], job["key"])
-        if document is not None:
-            return Reply(200, document)
-        return pending_reply(job_id, job.get("status", "queued"), http_status=200)
+        if fmt == "json":
+            if document is not None:
+                return Reply(200, document)
+            return pending_reply(job_id, job.get("status", "queued"), http_status=200)
+        if document is None or document.get("status") != "completed":
+            status = (document or job).get("status", "queued")
+            raise ApiError(
+                409,
+                "not_completed",
+                f"transcription {job_id} is {status}: {fmt} exists once it completes",
+                field="format",
+            )
+        name = job["key"].rsplit("/", 1)[-1]
+        headers = {"Content-Type": MEDIA_TYPES[fmt], "Content-Disposition": f'attachment; filename="{name}.{fmt}"'}
+        return Reply(200, RENDERERS[fmt](document), headers)
+
+    # -- GET /v1/transcriptions -----------------------------------------------------------
+    def list_transcriptions(self, client_id: str, query: Mapping[str, str] | None) -> Reply:
+        """A page of the caller's jobs, newest first: ``?limit=`` (1-100) and ``?after=`` (the
+        previous page's ``next``)."""
+        query = query or {}
+        try:
+            limit = int(query.get("limit") or LIST_DEFAULT)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= LIST_MAX:
+            raise ApiError(400, "invalid_parameter", f"limit must be a whole number 1-{LIST_MAX}", field="limit")
+        cursor = query.get("after")
+        after = _decode_cursor(cursor, client_id) if cursor else None
+        items, last = self.jobs.list_for_client(client_id, limit, after)
+        body = {
+            "transcriptions": [
+                {
+                    "id": item["id"],
+                    "status": item.get("status"),
+                    "createdAt": item.get("createdAt"),
+                    "finishedAt": item.get("finishedAt"),
+                    "filename": str(item.get("key", "")).rsplit("/", 1)[-1],
+                    "duration": item.get("duration"),
+                    "statusUrl": status_url(item["id"]),
+                }
+                for item in items
+            ],
+            "next": _encode_cursor(last) if last else None,
+        }
+        return Reply(200, body)
+
+    # -- DELETE /v1/transcriptions/{id} ---------------------------------------------------
+    def delete_transcription(self, client_id: str, job_id: str) -> Reply:
+        """The job's audio, result, renderings and record: data retention is the user's call."""
+        job = self._own_job(client_id, job_id)
+        if job.get("status") in RUNNING:
+            raise ApiError(
+                409,
+                "job_running",
+                f"transcription {job_id} is {job['status']}: delete it once it has finished",
+                field="id",
+            )
+        keys = [job["key"], *output_keys(job["key"])]
+        reply = self.s3.delete_objects(
+            Bucket=job["bucket"], Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+        )
+        if reply.get("Errors"):  # nothing is forgotten while any of its data is left
+            raise RuntimeError(f"could not delete {reply['Errors'][0].get('Key')}: {reply['Errors'][0].get('Code')}")
+        self.jobs.delete(job_id)
+        log.info("job %s deleted by client %s", job_id, client_id)
+        return Reply(200, {"id": job_id, "deleted": True})
 
     # -- POST /v1/uploads -----------------------------------------------------------------
     def create_upload(self, client_id: str, fields: Mapping[str, Any]) -> Reply:
@@ -342,3 +428,20 @@ class Api:
             "statusUrl": status_url(job_id),
         }
         return Reply(201, body, {"Location": status_url(job_id)})
+
+
+def _encode_cursor(key: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(text: str, client_id: str) -> dict:
+    """The page key a ``next`` cursor carries; it must be the caller's own (never another's index)."""
+    try:
+        key = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (binascii.Error, ValueError):
+        key = None
+    if not isinstance(key, dict) or set(key) != {"id", "clientId", "createdAt"} or key["clientId"] != client_id:
+        raise ApiError(400, "invalid_parameter", "after is not a cursor this API gave you", field="after")
+    if not all(isinstance(v, str) for v in key.values()):
+        raise ApiError(400, "invalid_parameter", "after is not a cursor this API gave you", field="after")
+    return key

@@ -1,5 +1,6 @@
-"""Turn any way in (S3 notification, SQS-wrapped S3, EventBridge Object Created,
-an API job message) into plain job descriptions. Pure parsing: no AWS calls.
+"""Turn any way in (S3 notification, SQS-wrapped S3, EventBridge Object Created, an EventBridge
+``Transcription Requested`` event, an API job message) into plain job descriptions. Pure
+parsing: no AWS calls.
 
 Anything that is not a job (S3's test event, our own outputs (``.json``, ``.redacted.wav``), keys that
 are not audio) becomes a ``Skip`` with its reason, so it is logged, never silently dropped.
@@ -8,11 +9,12 @@ are not audio) becomes a ``Skip`` with its reason, so it is logged, never silent
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote_plus
 
-from ..contract.naming import AUDIO_EXTENSIONS, is_output
+from ..contract.naming import is_audio_key, is_output
 from ..errors import WhisperlessError
 
 
@@ -44,12 +46,27 @@ class UrlJob:
 
 
 @dataclass(frozen=True)
+class RequestedJob:
+    """Transcribe an object already in the bucket, as an EventBridge ``Transcription Requested``
+    event asks: ``detail`` names ``bucket`` and ``key``, optionally ``jobId`` and the contract's
+    parameters (``diarization``, ``language``, ``formats``, ``callbackURL``, ...)."""
+
+    job_id: str
+    bucket: str
+    key: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Skip:
     reason: str
     key: str | None = None
 
 
-Job = ObjectJob | UrlJob | Skip
+Job = ObjectJob | UrlJob | RequestedJob | Skip
+
+REQUESTED = "Transcription Requested"
+_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def object_job(
@@ -59,12 +76,11 @@ def object_job(
     if not isinstance(bucket, str) or not bucket or not key:
         raise InvalidEvent("event names no bucket or no key")
     if is_output(key):
-        # Results (and redacted audio, a .wav) live next to the audio; they must never start a new job.
+        # Results, renderings and redacted audio live next to the audio; they must never start a job.
         return Skip("our own output, not an upload", key)
     if key.endswith("/"):
         return Skip("folder marker", key)
-    dot = key.rfind(".")
-    if dot <= key.rfind("/") or key[dot:].lower() not in AUDIO_EXTENSIONS:
+    if not is_audio_key(key):
         return Skip("not an audio file extension", key)
     # Unversioned buckets report version "null" in some events and none in others. Fields of
     # the wrong type (only a malformed event has them) count as absent rather than crash.
@@ -95,7 +111,26 @@ def _from_s3_record(record: dict) -> Job:
     return replace(job, raw_key=raw) if isinstance(job, ObjectJob) and raw != key else job
 
 
+def _from_request(event: dict) -> Job:
+    """A ``Transcription Requested`` event. Its job id is the detail's ``jobId``, else one made
+    from EventBridge's event id, which a redelivery of the same event keeps: a retried event is
+    the same job, a new request a new one."""
+    detail = _require(event, "detail")
+    if not isinstance(detail, dict):
+        raise InvalidEvent("Transcription Requested detail must be an object")
+    for name in ("bucket", "key"):
+        if not isinstance(detail.get(name), str) or not detail[name]:
+            raise InvalidEvent(f"Transcription Requested detail is missing {name}")
+    job_id = detail.get("jobId") or (f"evt-{event['id']}" if isinstance(event.get("id"), str) else None)
+    if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
+        raise InvalidEvent("Transcription Requested needs a jobId (letters, digits, '-', '_') or an event id")
+    params = {k: v for k, v in detail.items() if k not in ("bucket", "key", "jobId")}
+    return RequestedJob(job_id=job_id, bucket=detail["bucket"], key=detail["key"], params=params)
+
+
 def _from_eventbridge(event: dict) -> Job:
+    if event.get("detail-type") == REQUESTED:
+        return _from_request(event)
     if event.get("detail-type") != "Object Created":
         return Skip(f"EventBridge {event.get('detail-type')!r} is not Object Created")
     detail = _require(event, "detail")

@@ -37,6 +37,8 @@ CONTRACT_FIELDS = (
     "redactionOutput",
     "redactAudio",
     "sentiment",
+    "temperature",
+    "formats",
 )
 _CANONICAL = {name.lower(): name for name in CONTRACT_FIELDS + ("url", "file", "filename")}
 _UNSAFE_NAME_CHARS = re.compile(r"[^\w.-]+")
@@ -134,7 +136,14 @@ def _parse_urlencoded(body: bytes) -> dict[str, str]:
 
 
 def parse_multipart(body: bytes, content_type: str) -> tuple[dict[str, str], UploadedFile | None]:
-    """Parse multipart/form-data with the standard library's MIME parser."""
+    """Parse multipart/form-data with the standard library's MIME parser (a repeated field: the last)."""
+    pairs, upload = multipart_pairs(body, content_type)
+    return dict(pairs), upload
+
+
+def multipart_pairs(body: bytes, content_type: str) -> tuple[list[tuple[str, str]], UploadedFile | None]:
+    """Every (name, value) of a multipart/form-data body in order (array fields repeat their name,
+    as OpenAI's clients send ``include[]``), and the uploaded ``file``."""
     if "\r" in content_type or "\n" in content_type or "boundary=" not in content_type.lower():
         raise ApiError(400, "invalid_body", "multipart/form-data needs a boundary", field="Content-Type")
     try:
@@ -147,7 +156,7 @@ def parse_multipart(body: bytes, content_type: str) -> tuple[dict[str, str], Upl
         raise ApiError(400, "invalid_body", "the multipart/form-data body is nested too deeply", field="body") from None
     if not message.is_multipart() or message.defects:
         raise ApiError(400, "invalid_body", "the multipart/form-data body is malformed", field="body")
-    fields: dict[str, str] = {}
+    fields: list[tuple[str, str]] = []
     upload: UploadedFile | None = None
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
@@ -164,7 +173,7 @@ def parse_multipart(body: bytes, content_type: str) -> tuple[dict[str, str], Upl
                 upload = UploadedFile(filename, part.get_content_type() if part.get("content-type") else None, data)
             continue
         try:
-            fields[name] = data.decode("utf-8")
+            fields.append((name, data.decode("utf-8")))
         except UnicodeDecodeError:
             raise ApiError(400, "invalid_parameter", f"{name} is not UTF-8 text", field=name) from None
     return fields, upload
@@ -177,6 +186,8 @@ def contract_params(fields: Mapping[str, Any]) -> dict[str, Any]:
         canonical = _CANONICAL.get(str(name).lower())
         if canonical not in CONTRACT_FIELDS or is_unset(value):
             continue
+        if canonical == "formats" and isinstance(value, list):  # JSON clients send ["srt", "vtt"]
+            value = ",".join(str(item) for item in value)
         if not isinstance(value, (str, bool, int, float)):
             raise ApiError(
                 400, "invalid_parameter", f"{canonical} must be a string, number or boolean", field=canonical

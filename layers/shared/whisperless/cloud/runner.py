@@ -3,7 +3,8 @@ signed callback. Shared by the transcriber Lambda handler, the plain queue worke
 (``python -m whisperless.cloud.worker``) and the local stack.
 
     fetch (the S3 object, or the URL into the bucket first) -> engine -> conclude:
-    write the result (one PUT) -> finish the job record -> call back
+    write the renderings asked for (``formats``) and the result (one PUT each) -> finish the job
+    record -> publish the job's EventBridge event -> call back
 
 Failure policy:
 - the input's fault (bad audio, bad parameters, unsafe URL): the failed document is written and
@@ -29,11 +30,12 @@ from ..config import Settings
 from ..contract.documents import failed_document
 from ..contract.metadata import BOOKKEEPING, CALLBACK, JOB_ID, read_metadata, upload_metadata
 from ..contract.naming import job_id_for, result_key
-from ..contract.options import TranscriptionOptions
-from ..errors import AudioError, WhisperlessError
+from ..contract.options import TranscriptionOptions, parse_formats
+from ..errors import AudioError, InvalidParameter, WhisperlessError
 from .callbacks import Callbacks
 from .context import LambdaContext
-from .events import ObjectJob, Skip, UrlJob
+from .eventbus import EventBus, job_event
+from .events import ObjectJob, RequestedJob, Skip, UrlJob
 from .metrics import record_job_metrics
 from .stores import JobStore, ResultStore
 
@@ -47,7 +49,7 @@ DEFAULT_JOB_SECONDS = 900.0
 class Attempt:
     """One delivery of a job: what Powertools Idempotency keys and stores."""
 
-    job: ObjectJob | UrlJob
+    job: ObjectJob | UrlJob | RequestedJob
     final: bool = False  # the message's last delivery: a failure now is told to the user
 
 
@@ -77,6 +79,7 @@ class JobRunner:
         settings: Settings,
         engine=None,
         metrics=None,
+        events=None,
         callback_sleep: Callable[[float], None] = time.sleep,
         callback_timeout: tuple[float, float] = (5, 15),
     ):
@@ -87,10 +90,12 @@ class JobRunner:
         self.callbacks = Callbacks(sleep=callback_sleep, timeout=callback_timeout)
         self._engine = engine
         self.metrics = metrics
-        # Powertools writes low-level items; the resource's own client would re-serialise them,
-        # so it gets a plain client on the same endpoint.
         import boto3
 
+        # The job's EventBridge event goes to the deployment's bus (none configured: no event).
+        self.bus = EventBus(events or boto3.client("events"), settings.event_bus) if settings.event_bus else None
+        # Powertools writes low-level items; the resource's own client would re-serialise them,
+        # so it gets a plain client on the same endpoint.
         resource_client = dynamodb.meta.client
         self._dynamodb_client = boto3.client(
             "dynamodb", region_name=resource_client.meta.region_name, endpoint_url=resource_client.meta.endpoint_url
@@ -99,6 +104,7 @@ class JobRunner:
             self._process_object, "[job.bucket, job.key, job.etag, job.version_id]", "object"
         )
         self._url_runner = self._idempotent(self._process_url, "job.job_id", "url")
+        self._request_runner = self._idempotent(self._process_request, "job.job_id", "requested")
 
     @property
     def engine(self):
@@ -130,7 +136,9 @@ class JobRunner:
         return config, wrapped
 
     # -- entry ---------------------------------------------------------------------------
-    def handle(self, job: ObjectJob | UrlJob | Skip, context: Any = None, receive_count: int | None = None) -> dict:
+    def handle(
+        self, job: ObjectJob | UrlJob | RequestedJob | Skip, context: Any = None, receive_count: int | None = None
+    ) -> dict:
         """Run one job. ``context``: the Lambda context, or None for the plain worker.
         ``receive_count``: how often the queue has delivered this message (None: not from a queue)."""
         if isinstance(job, Skip):
@@ -147,7 +155,12 @@ class JobRunner:
         return self._run(Attempt(job, final), context or LambdaContext("worker", seconds))
 
     def _run(self, attempt: Attempt, context: Any) -> dict:
-        config, runner = self._url_runner if isinstance(attempt.job, UrlJob) else self._object_runner
+        if isinstance(attempt.job, UrlJob):
+            config, runner = self._url_runner
+        elif isinstance(attempt.job, RequestedJob):
+            config, runner = self._request_runner
+        else:
+            config, runner = self._object_runner
         config.register_lambda_context(context)
         return runner(attempt=attempt)
 
@@ -168,7 +181,7 @@ class JobRunner:
         self.jobs.start(job_id, bucket=bucket, key=key, params=_public_params(metadata))
         try:
             document = self._result_for_object(job_id, bucket, key, head, metadata, source)
-            return self._conclude(job_id, bucket, key, document, callback_url)
+            return self._conclude(job_id, bucket, key, document, callback_url, _formats(metadata))
         except Exception as exc:
             self._attempt_failed(job_id, bucket, key, exc, callback_url, source, attempt.final)
             raise  # the message comes back, or after its last delivery moves to the DLQ
@@ -208,6 +221,31 @@ class JobRunner:
         self.results.write_extras(bucket, key, result.unredacted, result.redacted_audio)
         return result.document
 
+    # -- Transcription Requested (an EventBridge event) ------------------------------------
+    def _process_request(self, attempt: Attempt) -> dict:
+        """An object already in the bucket, transcribed with the event's parameters (not the
+        object's metadata): one job per request, so the same audio may be asked for again with
+        other parameters; its result replaces ``<key>.json``."""
+        job = attempt.job
+        assert isinstance(job, RequestedJob)
+        bucket, key, job_id = job.bucket, job.key, job.job_id
+        params = {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in job.params.items()}
+        metadata = upload_metadata(job_id, params)
+        callback_url = metadata.get(CALLBACK)
+        source = {"bucket": bucket, "key": key}
+        self.jobs.start(job_id, bucket=bucket, key=key, params=_public_params(metadata))
+        try:
+            found = self._head(bucket, key)
+            if found is None:
+                missing = AudioError(f"no object {key!r} in the bucket", code="file_not_found", field="key")
+                document = failed_document(job_id, missing, source)
+            else:
+                document = self._result_for_object(job_id, bucket, key, found[1], metadata, source)
+            return self._conclude(job_id, bucket, key, document, callback_url, _formats(metadata))
+        except Exception as exc:
+            self._attempt_failed(job_id, bucket, key, exc, callback_url, source, attempt.final)
+            raise
+
     # -- URL job (from the API) ------------------------------------------------------------
     def _process_url(self, attempt: Attempt) -> dict:
         from . import netguard
@@ -245,15 +283,70 @@ class JobRunner:
         return self._run(Attempt(uploaded, attempt.final), self._url_runner[0].lambda_context)
 
     # -- the one ending ----------------------------------------------------------------------
-    def _conclude(self, job_id: str, bucket: str, key: str, document: dict, callback_url: str | None) -> dict:
-        """Every job ends here: write the result (one PUT: all or nothing), finish the job record,
-        call back. Only the write may raise: after it, the result is what clients read first,
-        so a lost record or callback outcome must not make the job run (and write) again."""
+    def _conclude(
+        self,
+        job_id: str,
+        bucket: str,
+        key: str,
+        document: dict,
+        callback_url: str | None,
+        formats: tuple[str, ...] = (),
+    ) -> dict:
+        """Every job ends here: write the renderings asked for, then the result (one PUT each:
+        all or nothing; the result last, so whoever sees it finds the renderings), finish the job
+        record, publish the job's event, call back. Only the writes may raise: after them, the
+        result is what clients read first, so a lost record, event or callback outcome must not
+        make the job run (and write) again."""
+        if document.get("status") == "completed" and formats:
+            self.results.write_sidecars(bucket, key, document, formats)
         self.results.write(bucket, key, document)
         self._finish_record(job_id, document)
+        event = self._publish_event(job_id, bucket, key, document)
         delivery = self._call_back(callback_url, job_id, document)
         log.info("job %s %s: %s", job_id, document["status"], result_key(key))
-        return {"status": document["status"], "jobId": job_id, "resultKey": result_key(key), "callback": delivery}
+        return {
+            "status": document["status"],
+            "jobId": job_id,
+            "resultKey": result_key(key),
+            "event": event,
+            "callback": delivery,
+        }
+
+    def _publish_event(self, job_id: str, bucket: str, key: str, document: dict) -> dict | None:
+        """The job's one EventBridge event, once its result is written (cloud.eventbus).
+
+        Duplicate deliveries never get here (Powertools idempotency answers them with the first
+        run's outcome). What does is a rerun of a job whose first run crashed after publishing
+        and before its idempotency record completed: the job record says the event went out, so
+        it is not published again. The remaining window, a crash between PutEvents and recording
+        it, gives a second event (at least once, as EventBridge itself delivers): consumers that
+        must not act twice dedupe on detail.jobId. A job that ends differently on a later run (a
+        failure redriven from the dead-letter queue that now completes) publishes its new ending.
+        Best effort like the callback: an EventBridge failure is logged and recorded, never
+        retried by redoing the job."""
+        if self.bus is None:
+            return None
+        status = document["status"]
+        try:
+            record = self.jobs.get(job_id) or {}
+        except Exception:  # noqa: BLE001 - without the record we publish (at least once) without clientId
+            log.exception("job %s: could not read the job record before publishing its event", job_id)
+            record = {}
+        published = record.get("event") or {}
+        if published.get("status") == status and published.get("id"):
+            log.info("job %s: its %s event was already published (%s)", job_id, status, published["id"])
+            return published
+        detail = job_event(job_id, bucket, key, document, client_id=record.get("clientId"))
+        try:
+            outcome = {"status": status, "id": self.bus.publish(detail)}
+        except Exception as exc:  # noqa: BLE001 - the result is written; an event must not redo the job
+            log.exception("job %s: could not publish its event", job_id)
+            outcome = {"status": status, "error": error_summary(exc)}
+        try:
+            self.jobs.record_event(job_id, outcome)
+        except Exception:  # noqa: BLE001
+            log.exception("job %s: event published, but not recorded on the job record", job_id)
+        return outcome
 
     def _attempt_failed(self, job_id, bucket, key, exc, callback_url, source, final: bool) -> None:
         """Record why this attempt failed; on the message's last delivery, tell the user (failed
@@ -309,6 +402,14 @@ class JobRunner:
         except Exception:  # noqa: BLE001 - the result is written; a lost record must not redo the job
             log.exception("job %s: could not record the callback outcome", job_id)
         return outcome
+
+
+def _formats(metadata: dict[str, str]) -> tuple[str, ...]:
+    """The renderings the upload asked for; a bad value already failed the job (options)."""
+    try:
+        return parse_formats(metadata["formats"]) if metadata.get("formats") else ()
+    except InvalidParameter:
+        return ()
 
 
 def _public_params(metadata: dict[str, str]) -> dict[str, str]:

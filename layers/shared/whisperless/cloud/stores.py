@@ -8,7 +8,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from ..contract.naming import REDACTED_AUDIO_SUFFIX, UNREDACTED_SUFFIX, output_key, result_key
+from ..contract.formats import MEDIA_TYPES, RENDERERS
+from ..contract.naming import REDACTED_AUDIO_SUFFIX, UNREDACTED_SUFFIX, output_key, result_key, sidecar_key
+
+#: The jobs table's index of a client's jobs by creation time (template.yaml JobsTable).
+CLIENT_INDEX = "byClient"
 
 
 def _now() -> str:
@@ -126,9 +130,32 @@ class JobStore:
     def record_callback(self, job_id: str, delivery: dict) -> None:
         self._update(job_id, {"callback": delivery, "updatedAt": _now()})
 
+    def record_event(self, job_id: str, event: dict) -> None:
+        """The job's EventBridge event ({status, id} or {status, error}): what stops a rerun of the
+        job's ending from publishing it again."""
+        self._update(job_id, {"event": {**event, "at": _now()}, "updatedAt": _now()})
+
     def get(self, job_id: str) -> dict | None:
         item = self.table.get_item(Key={"id": job_id}, ConsistentRead=True).get("Item")
         return _plain(item) if item else None
+
+    def list_for_client(self, client_id: str, limit: int, after: dict | None = None) -> tuple[list[dict], dict | None]:
+        """A page of the client's jobs, newest first, and the key to continue after (None: last page)."""
+        from boto3.dynamodb.conditions import Key
+
+        kwargs: dict[str, Any] = {
+            "IndexName": CLIENT_INDEX,
+            "KeyConditionExpression": Key("clientId").eq(client_id),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if after:
+            kwargs["ExclusiveStartKey"] = after
+        reply = self.table.query(**kwargs)
+        return [_plain(item) for item in reply.get("Items", [])], reply.get("LastEvaluatedKey")
+
+    def delete(self, job_id: str) -> None:
+        self.table.delete_item(Key={"id": job_id})
 
 
 class ResultStore:
@@ -162,6 +189,16 @@ class ResultStore:
                 self.s3.put_object(Bucket=bucket, Key=key, Body=extra[0], ContentType=extra[1])
         if stale:
             self.s3.delete_objects(Bucket=bucket, Delete={"Objects": stale, "Quiet": True})
+
+    def write_sidecars(self, bucket: str, audio_key: str, document: dict, formats: tuple[str, ...]) -> list[str]:
+        """``<key>.srt`` etc. next to the audio, one PUT each; returns their keys."""
+        keys = []
+        for fmt in formats:
+            key = sidecar_key(audio_key, fmt)
+            body = RENDERERS[fmt](document).encode()
+            self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=MEDIA_TYPES[fmt])
+            keys.append(key)
+        return keys
 
     def read(self, bucket: str, audio_key: str) -> dict | None:
         try:

@@ -8,9 +8,11 @@ RESULT_SUFFIX = ".json"
 #: Written next to the result on request (redactionOutput, redactAudio), before it.
 UNREDACTED_SUFFIX = ".unredacted.json"
 REDACTED_AUDIO_SUFFIX = ".redacted.wav"
-#: Keys that are our own output and must never start a job, though ``.wav`` is audio: the
-#: template's upload rule excludes the same suffixes (a test keeps the two in step).
-OUTPUT_SUFFIXES = (RESULT_SUFFIX, REDACTED_AUDIO_SUFFIX)
+#: Renderings of the result (``formats``), written next to it.
+RENDERING_SUFFIXES = (".srt", ".vtt", ".txt")
+#: Everything whisperless writes next to the audio. None of it is ever a job, though
+#: ``.redacted.wav`` is audio: the worker skips it (the template's upload rule passes audio only).
+OUTPUT_SUFFIXES = (RESULT_SUFFIX, UNREDACTED_SUFFIX, REDACTED_AUDIO_SUFFIX, *RENDERING_SUFFIXES)
 AUDIO_EXTENSIONS = frozenset(
     ".wav .wave .mp3 .m4a .mp4 .m4v .aac .flac .ogg .oga .opus .webm .weba .mkv .mka .mov .wma .amr "
     ".3gp .mpeg .mpga .mpg .aif .aiff .caf .ts .audio".split()
@@ -23,13 +25,33 @@ def result_key(audio_key: str) -> str:
 
 
 def output_key(audio_key: str, suffix: str) -> str:
-    """An extra output's key next to the audio (``a/b.mp3`` -> ``a/b.mp3.redacted.wav``)."""
+    """An output's key next to the audio (``a/b.mp3`` -> ``a/b.mp3.redacted.wav``)."""
     return audio_key + suffix
 
 
+def sidecar_key(audio_key: str, fmt: str) -> str:
+    """A rendering next to the audio (``a/b.mp3`` -> ``a/b.mp3.srt``)."""
+    return f"{audio_key}.{fmt}"
+
+
+def output_keys(audio_key: str) -> list[str]:
+    """Every key whisperless may have written for the audio at ``audio_key``."""
+    return [audio_key + suffix for suffix in OUTPUT_SUFFIXES]
+
+
+def is_audio_key(key: str) -> bool:
+    """Whether ``key``'s extension (any case) is one of ``AUDIO_EXTENSIONS``."""
+    dot = key.rfind(".")
+    return dot > key.rfind("/") and key[dot:].lower() in AUDIO_EXTENSIONS
+
+
 def is_output(key: str) -> bool:
-    """Whether ``key`` names one of our outputs (a result, an unredacted copy, redacted audio)."""
-    return key.endswith(OUTPUT_SUFFIXES)
+    """Whether ``key`` names one of our outputs: a result or unredacted copy (``.json``), redacted
+    audio, or a rendering next to an audio key (``a.wav.srt``; a plain ``notes.txt`` is not ours)."""
+    lowered = key.lower()
+    if key.endswith((RESULT_SUFFIX, REDACTED_AUDIO_SUFFIX)):
+        return True
+    return lowered.endswith(RENDERING_SUFFIXES) and is_audio_key(key.rsplit(".", 1)[0])
 
 
 def job_id_for(bucket: str, key: str, etag: str | None, version_id: str | None) -> str:

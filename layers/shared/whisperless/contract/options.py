@@ -13,17 +13,15 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import InvalidParameter
+from .languages import LANGUAGES
 from .redaction import REDACTION_OUTPUTS, SUPPORTED_ENTITIES, parse_entities, parse_redaction_output
 
-# Whisper's language codes (tokenizer LANGUAGES), kept here so validation needs no model.
-WHISPER_LANGUAGES = frozenset(
-    "en zh de es ru ko fr ja pt tr pl ca nl ar sv it id hi fi vi he uk el ms cs ro da hu ta no "
-    "th ur hr bg lt la mi ml cy sk te fa lv bn sr az sl kn et mk br eu is hy ne mn bs kk sq sw "
-    "gl mr pa si km sn yo so af oc ka be tg sd gu am yi lo uz fo ht ps tk nn mt sa lb my bo tl "
-    "mg as tt haw ln ha ba jw su yue".split()
-)
+# Whisper's language codes, kept in .languages so validation needs no model.
+WHISPER_LANGUAGES = frozenset(LANGUAGES)
 TASKS = ("transcribe", "translate")
 MAX_SPEAKERS = 20
+#: Renderings that may be written next to the audio besides <key>.json (``formats``).
+SIDECAR_FORMATS = ("srt", "vtt", "txt")
 
 # Contract name -> attribute. S3 user metadata arrives lower-cased, so lookups ignore case.
 _FIELDS = {
@@ -39,6 +37,8 @@ _FIELDS = {
     "redactionOutput": "redaction_output",
     "redactAudio": "redact_audio",
     "sentiment": "sentiment",
+    "temperature": "temperature",
+    "formats": "formats",
 }
 
 
@@ -70,6 +70,30 @@ def parse_speakers(value: Any, field: str) -> int:
     return number
 
 
+def parse_formats(value: Any, field: str = "formats") -> tuple[str, ...]:
+    """``"srt,vtt"`` (or a list) -> ("srt", "vtt"): the sidecar renderings, in a fixed order.
+    ``json`` is accepted and means nothing more: the result document is always written."""
+    items = value if isinstance(value, (list, tuple)) else str(value).replace(" ", ",").split(",")
+    wanted = {str(item).strip().lower() for item in items} - {"", "json"}
+    unknown = sorted(wanted - set(SIDECAR_FORMATS))
+    if unknown:
+        raise InvalidParameter(
+            f"{field} must list some of {', '.join(SIDECAR_FORMATS)} (comma-separated), got {unknown[0]!r}",
+            field=field,
+        )
+    return tuple(name for name in SIDECAR_FORMATS if name in wanted)
+
+
+def parse_temperature(value: Any, field: str = "temperature") -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise InvalidParameter(f"{field} must be a number between 0 and 1, got {value!r}", field=field) from None
+    if not 0.0 <= number <= 1.0:  # also refuses NaN
+        raise InvalidParameter(f"{field} must be between 0 and 1, got {value!r}", field=field)
+    return number
+
+
 @dataclass(frozen=True)
 class TranscriptionOptions:
     diarization: bool = False
@@ -83,6 +107,9 @@ class TranscriptionOptions:
     redaction_output: str = "redacted"
     redact_audio: bool = False
     sentiment: bool = False
+    # Sampling temperature; unset or 0 is Whisper's own schedule (0, then higher on a poor decode).
+    temperature: float | None = None
+    formats: tuple[str, ...] = ()  # renderings written next to the audio besides <key>.json
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -143,10 +170,15 @@ class TranscriptionOptions:
         for name in ("redactAudio", "sentiment"):
             if name in merged:
                 kwargs[_FIELDS[name]] = parse_bool(merged[name], name)
+        if "temperature" in merged:
+            kwargs["temperature"] = parse_temperature(merged["temperature"])
+        if "formats" in merged:
+            kwargs["formats"] = parse_formats(merged["formats"])
         return cls(**kwargs)
 
     def to_params(self) -> dict[str, Any]:
         """Contract-named, JSON-ready form (unset values left out)."""
         values = asdict(self)
         values["redact"] = ",".join(self.redact) or None
+        values["formats"] = ",".join(self.formats) or None
         return {name: values[attr] for name, attr in _FIELDS.items() if values[attr] is not None}

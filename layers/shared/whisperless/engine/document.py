@@ -28,6 +28,17 @@ def _segment_doc(segment: Segment, with_speakers: bool) -> dict[str, Any]:
     doc: dict[str, Any] = {"start": _t(segment.start), "end": _t(segment.end), "text": segment.text}
     if with_speakers:
         doc["speaker"] = segment.speaker
+    if segment.decoding is not None:
+        # Whisper's own segment statistics, under Whisper's names (additive to the contract): what
+        # OpenAI's verbose_json reports, and a quality signal (no_speech_prob, avg_logprob).
+        decoding = segment.decoding
+        doc["seek"] = decoding.seek
+        doc["temperature"] = round(decoding.temperature, 2)
+        doc["avg_logprob"] = round(decoding.avg_logprob, 4)
+        doc["compression_ratio"] = round(decoding.compression_ratio, 4)
+        doc["no_speech_prob"] = round(decoding.no_speech_prob, 4)
+    if segment.tokens is not None:
+        doc["tokens"] = segment.tokens
     doc["words"] = words
     return doc
 

@@ -48,18 +48,21 @@ def assign_speakers(segments: list[Segment], diarization: Diarization) -> list[S
             raw = _speaker_for(word, exclusive, starts)
             word.speaker = labels.get(raw) if raw is not None else None
             if current and word.speaker != current[-1].speaker:
-                out.append(_segment_of(current))
+                out.append(_segment_of(current, segment))
                 current = []
             current.append(word)
-        out.append(_segment_of(current))
+        out.append(_segment_of(current, segment))
     return out
 
 
-def _segment_of(words: list[Word]) -> Segment:
+def _segment_of(words: list[Word], parent: Segment) -> Segment:
+    whole = len(words) == len(parent.words)
     return Segment(
         start=words[0].start,
         end=words[-1].end,
         text="".join(w.word for w in words).strip(),
         words=words,
         speaker=words[0].speaker,
+        decoding=parent.decoding,
+        tokens=parent.tokens if whole else None,  # a split text is re-encoded by the pipeline
     )

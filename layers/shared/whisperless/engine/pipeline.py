@@ -30,7 +30,8 @@ from .audio import SAMPLE_RATE, decode_audio, wav_bytes
 from .diarize import diarize
 from .document import completed_document, rounded_timings
 from .merge import assign_speakers
-from .whisper import check_model_supports, transcribe
+from .segments import sentence_segments
+from .whisper import check_model_supports, text_tokens, transcribe
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,10 @@ class Engine:
         if diarization is not None:
             with stage("merge"):
                 segments = assign_speakers(segments, diarization)
+        segments = sentence_segments(segments)
+        for segment in segments:
+            if segment.tokens is None:
+                segment.tokens = text_tokens(whisper, segment.text)
 
         document = completed_document(
             job_id,

@@ -14,6 +14,18 @@ class Word:
     speaker: str | None = None
 
 
+@dataclass(frozen=True)
+class Decoding:
+    """How Whisper decoded the window a segment came from (Whisper's own segment statistics).
+    A segment split into sentences or by speaker keeps its window's values."""
+
+    seek: int
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+
+
 @dataclass
 class Segment:
     start: float
@@ -21,6 +33,9 @@ class Segment:
     text: str
     words: list[Word] = field(default_factory=list)
     speaker: str | None = None
+    decoding: Decoding | None = None
+    # Whisper's tokens for exactly this text; None once a split changed the text (re-encoded later).
+    tokens: list[int] | None = None
 
 
 @dataclass

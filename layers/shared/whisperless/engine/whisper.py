@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..config import EngineSettings
 from ..contract.options import TranscriptionOptions
 from ..errors import InvalidParameter
 from .audio import SAMPLE_RATE
-from .types import Segment, Transcript, Word
+from .types import Decoding, Segment, Transcript, Word
 
 # Batched inference pays off on long audio (BENCHMARKS.md: 1.5x at 1 min, 2.3x at 10 and 60 min on
 # 2 CPU cores, same or better WER); short clips stay sequential (EngineSettings.batched_min_seconds).
@@ -31,7 +33,7 @@ def check_model_supports(multilingual: bool, options: TranscriptionOptions) -> N
 def transcribe(model, audio: np.ndarray, options: TranscriptionOptions, settings: EngineSettings) -> Transcript:
     check_model_supports(model.model.is_multilingual, options)
     language = options.language if model.model.is_multilingual else "en"
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         language=language,
         task=options.task,
         initial_prompt=options.initial_prompt,
@@ -39,6 +41,8 @@ def transcribe(model, audio: np.ndarray, options: TranscriptionOptions, settings
         vad_filter=True,  # Silero VAD: no invented words on silence or noise
         beam_size=settings.beam_size,
     )
+    if options.temperature:  # 0 or unset: faster-whisper's own fallback schedule (0.0, 0.2, ... 1.0)
+        kwargs["temperature"] = options.temperature
     if audio.size / SAMPLE_RATE >= settings.batched_min_seconds:
         from faster_whisper import BatchedInferencePipeline
 
@@ -58,5 +62,27 @@ def transcribe(model, audio: np.ndarray, options: TranscriptionOptions, settings
             )
             for w in (seg.words or [])
         ]
-        out.append(Segment(start=float(seg.start), end=float(seg.end), text=seg.text.strip(), words=words))
+        decoding = Decoding(
+            seek=int(seg.seek),
+            temperature=float(seg.temperature or 0.0),
+            avg_logprob=float(seg.avg_logprob),
+            compression_ratio=float(seg.compression_ratio),
+            no_speech_prob=float(seg.no_speech_prob),
+        )
+        out.append(
+            Segment(
+                start=float(seg.start),
+                end=float(seg.end),
+                text=seg.text.strip(),
+                words=words,
+                decoding=decoding,
+                tokens=[int(t) for t in seg.tokens],
+            )
+        )
     return Transcript(language=info.language, segments=out)
+
+
+def text_tokens(model, text: str) -> list[int]:
+    """Whisper's tokens for ``text`` as it would follow other text (leading space), no special tokens:
+    the tokens of a segment whose text a split changed."""
+    return list(model.hf_tokenizer.encode(" " + text.strip(), add_special_tokens=False).ids)

@@ -44,6 +44,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         if method == "GET" and not parts.path.startswith("/v1/"):
             return self._static(parts.path)
+        request_headers = dict(self.headers.items())
+        cors = stack.cors.response_headers(request_headers) if stack.cors else {}
+        if method == "OPTIONS" and stack.cors:  # API Gateway answers preflights itself
+            allowed = stack.cors.preflight(request_headers)
+            return self._send(204 if allowed else 404, allowed or {}, b"")
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         if stack.routes.match(method, parts.path) is None:  # API Gateway answers these itself
@@ -69,6 +74,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             for name, value in (reply.get("headers") or {}).items()
             if name.lower() not in ("content-length", "connection")
         }
+        headers.update(cors)
         self._send(int(reply.get("statusCode", 200)), headers, data, reply.get("cookies") or [])
 
     def _send(self, status: int, headers: dict[str, str], data: bytes, cookies: list[str] | None = None) -> None:
@@ -101,6 +107,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_DELETE(self):  # noqa: N802
         self._serve("DELETE")
+
+    def do_OPTIONS(self):  # noqa: N802
+        self._serve("OPTIONS")
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
         log.debug("api: " + format, *args)

@@ -27,6 +27,7 @@ def serve(args) -> int:
         f"whisperless local stack (state in memory: gone when this stops)\n"
         f"  API:      {info['api']}   (web page at {info['api']}/)\n"
         f"  S3:       {info['s3']}   bucket {info['bucket']}\n"
+        f"  events:   EventBridge bus {info['eventBus']} (source whisperless: Transcription Completed/Failed)\n"
         f"  API key:  {info['apiKey']}\n"
         f"  callbacks signed with {info['webhookSecret']}"
         f"{'' if args.allow_local_callbacks else ' (loopback callbacks refused; --allow-local-callbacks)'}\n"

@@ -1,7 +1,8 @@
 """``whisperless serve``: the whole product on one machine, no AWS account, no Docker.
 
 - moto in server mode stands in for S3, SQS, DynamoDB, EventBridge and CloudFormation; the
-  template is translated by aws-sam-translator and created there as a stack
+  template is translated by aws-sam-translator and created there as a stack, with an event bus of
+  its own that gets each job's Transcription Completed/Failed event
   (:mod:`whisperless.local.cloudformation`), so names and environments are the template's own;
 - the HTTP API is the real API Lambda handler behind :mod:`whisperless.local.http`, fed API
   Gateway v2 events for the template's routes;
@@ -21,6 +22,7 @@ from typing import Any
 
 from ..cloud.context import REGION, LambdaContext
 from . import cloudformation
+from .cors import Cors
 from .lambda_host import REPO, OneRequestAtATime, Routes, load_handler, sqs_event
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class LocalStack:
         self.source = cloudformation.load_source(template)
         self.translated = cloudformation.translate(self.source)
         self.routes = Routes(cloudformation.api_routes(self.translated))
+        self.cors = Cors.from_translated(self.translated)
         self.host = host
         self.api_port = api_port or free_port()
         self.moto_port = free_port()
@@ -96,10 +99,14 @@ class LocalStack:
             if os.environ.get(variable)
         }
         parameters["ExistingWebhookSecretArn"] = secret_arn
+        # A bus of its own, created by the template's EventBus resource, so that a user can attach a
+        # rule and a queue to whisperless's events alone (EVENT_BUS_NAME=default uses the default bus).
+        parameters.setdefault("EventBusName", f"{STACK_NAME}-events")
         self.deployment = cloudformation.deploy(session, self.translated, stack_name=STACK_NAME, parameters=parameters)
         self.bucket = self.deployment.physical["AudioBucket"]
         self.queue_url = self.deployment.physical["JobQueue"]
         self.queue_arn = self.deployment.queue_arn("JobQueue")
+        self.event_bus = self.deployment.environments["TranscriberFunction"]["EVENT_BUS_NAME"]
 
     def _configure_functions(self) -> None:
         env = {**self.deployment.environments["TranscriberFunction"], **self.deployment.environments["ApiFunction"]}
@@ -184,6 +191,7 @@ class LocalStack:
             "api": f"http://{self.host}:{self.api_port}",
             "s3": self.endpoint,
             "bucket": self.bucket,
+            "eventBus": self.event_bus,
             "apiKey": self.api_key,
             "webhookSecret": self.webhook_secret,
             "stack": STACK_NAME,

@@ -14,6 +14,7 @@
 
   let audioUrl = null;      // object URL of the chosen file, played by #player
   let downloadUrl = null;   // object URL of the raw JSON
+  let shown = null;         // {id, name} of the transcription on the page, for its downloads
   let run = 0;              // bumps on every submit so a stale poll loop stops
   let words = [];           // [{start, end, el}] in time order, for the playing-word highlight
 
@@ -224,6 +225,8 @@
     const link = $("download");
     link.href = downloadUrl;
     link.download = `${file.name}.json`;  // the name the contract gives results next to the audio
+    shown = doc.status === "completed" && doc.id ? { id: doc.id, name: file.name } : null;
+    $("downloads").hidden = !shown;
 
     $("result").hidden = false;
   }
@@ -275,6 +278,36 @@
     }
     if (doc.sentiment && doc.sentiment.label) parts.push(`sentiment ${doc.sentiment.label}`);
     return parts.join(" · ");
+  }
+
+  // -- downloads: the API renders srt, vtt, txt and json (GET /v1/transcriptions/{id}?format=) --------
+  // A plain link cannot send the API key, so the page fetches the rendering and saves it.
+  for (const button of document.querySelectorAll("button.download")) {
+    button.addEventListener("click", async () => {
+      if (!shown) return;
+      const format = button.dataset.format;
+      const url = `/v1/transcriptions/${encodeURIComponent(shown.id)}?format=${format}`;
+      try {
+        const response = await fetch(url, { headers: { Authorization: `Bearer ${keyInput.value.trim()}` } });
+        if (!response.ok) {
+          let body = null;
+          try { body = await response.json(); } catch (_) { /* not JSON */ }
+          const { message, field } = errorOf(response.status, body);
+          showError(message, field);
+          return;
+        }
+        const blob = await response.blob();
+        const save = document.createElement("a");
+        save.href = URL.createObjectURL(blob);
+        save.download = `${shown.name}.${format}`;  // the names the renderings get next to the audio
+        document.body.append(save);
+        save.click();
+        save.remove();
+        setTimeout(() => URL.revokeObjectURL(save.href), 10000);
+      } catch (err) {
+        showError(`${err.message || err} (is whisperless serve still running?)`);
+      }
+    });
   }
 
   // -- playback: click a word (or a timestamp, or a turn) to play from there ------------------
