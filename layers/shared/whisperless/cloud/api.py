@@ -29,8 +29,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Settings
+from ..config import Settings, engine_settings
 from ..contract.documents import input_was_bad
+from ..contract.languages import abilities_from_name, check_supported
 from ..contract.metadata import upload_metadata
 from ..contract.options import TranscriptionOptions, is_unset
 from ..errors import InvalidParameter
@@ -154,8 +155,11 @@ class Api:
         presign_s3=None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        whisper_model: str | None = None,
     ):
         self.settings = settings
+        # What the deployed model can do, from its name (the model itself lives with the transcriber).
+        self.model_abilities = abilities_from_name(whisper_model or engine_settings().whisper_model)
         self.s3 = s3
         self.sqs = sqs
         self.presign_s3 = presign_s3 or s3
@@ -202,6 +206,7 @@ class Api:
         params = contract_params(fields)
         try:
             options = TranscriptionOptions.from_params(params, defaults=self.settings.defaults)
+            check_supported(self.model_abilities, options.language, options.task)
             if "callbackURL" in params:
                 self._check_url(params["callbackURL"], "callbackURL")
         except InvalidParameter as exc:

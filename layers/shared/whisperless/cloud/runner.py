@@ -27,6 +27,7 @@ from typing import Any
 
 from ..config import Settings
 from ..contract.documents import failed_document
+from ..contract.languages import abilities_from_name, check_supported
 from ..contract.metadata import BOOKKEEPING, CALLBACK, JOB_ID, read_metadata, upload_metadata
 from ..contract.naming import job_id_for, result_key
 from ..contract.options import TranscriptionOptions
@@ -184,6 +185,8 @@ class JobRunner:
     def _result_for_object(self, job_id, bucket, key, head, metadata, source) -> dict:
         try:
             options = TranscriptionOptions.from_params(metadata, defaults=self.settings.defaults)
+            # Before the download: a language or task the model cannot do fails the same way later.
+            check_supported(abilities_from_name(self.engine.whisper_model), options.language, options.task)
             size = int(head.get("ContentLength", 0))
             if size > self.settings.max_audio_bytes:
                 raise AudioError(

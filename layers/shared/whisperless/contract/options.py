@@ -13,14 +13,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import InvalidParameter
+from .languages import WHISPER_LANGUAGES, normalize_language
 
-# Whisper's language codes (tokenizer LANGUAGES), kept here so validation needs no model.
-WHISPER_LANGUAGES = frozenset(
-    "en zh de es ru ko fr ja pt tr pl ca nl ar sv it id hi fi vi he uk el ms cs ro da hu ta no "
-    "th ur hr bg lt la mi ml cy sk te fa lv bn sr az sl kn et mk br eu is hy ne mn bs kk sq sw "
-    "gl mr pa si km sn yo so af oc ka be tg sd gu am yi lo uz fo ht ps tk nn mt sa lb my bo tl "
-    "mg as tt haw ln ha ba jw su yue".split()
-)
 TASKS = ("transcribe", "translate")
 MAX_SPEAKERS = 20
 
@@ -45,9 +39,10 @@ def parse_bool(value: Any, field: str) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
+    # "on": what an HTML checkbox sends when ticked (and nothing when not).
+    if text in ("true", "1", "yes", "on"):
         return True
-    if text in ("false", "0", "no"):
+    if text in ("false", "0", "no", "off"):
         return False
     raise InvalidParameter(f"{field} must be true or false, got {value!r}", field=field)
 
@@ -78,10 +73,8 @@ class TranscriptionOptions:
         if self.task not in TASKS:
             raise InvalidParameter(f"task must be one of {', '.join(TASKS)}, got {self.task!r}", field="task")
         if self.language is not None and self.language not in WHISPER_LANGUAGES:
-            raise InvalidParameter(
-                f"language {self.language!r} is not a language Whisper knows (use an ISO-639-1 code such as 'en')",
-                field="language",
-            )
+            # from_params normalises what users send; here only Whisper's own codes are valid.
+            raise InvalidParameter(f"language {self.language!r} is not a Whisper language code", field="language")
         if self.min_speakers and self.max_speakers and self.min_speakers > self.max_speakers:
             raise InvalidParameter(
                 f"minSpeakers ({self.min_speakers}) is greater than maxSpeakers ({self.max_speakers})",
@@ -105,7 +98,7 @@ class TranscriptionOptions:
             if name in merged:
                 kwargs[_FIELDS[name]] = parse_speakers(merged[name], name)
         if "language" in merged:
-            kwargs["language"] = str(merged["language"]).strip().lower()
+            kwargs["language"] = normalize_language(merged["language"])
         if "task" in merged:
             kwargs["task"] = str(merged["task"]).strip().lower()
         if "initialPrompt" in merged:

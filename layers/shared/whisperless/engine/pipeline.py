@@ -21,13 +21,14 @@ from typing import Any
 import numpy as np
 
 from ..config import EngineSettings, engine_settings
+from ..contract.languages import abilities_from_name, check_supported
 from ..contract.options import TranscriptionOptions
 from . import models
 from .audio import SAMPLE_RATE, decode_audio
 from .diarize import diarize
 from .document import completed_document
 from .merge import assign_speakers
-from .whisper import check_model_supports, transcribe
+from .whisper import loaded_abilities, transcribe
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,9 @@ class Engine:
             finally:
                 timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
 
-        # Refuse options the model cannot honour before any expensive work. Whisper's
-        # English-only models are the ".en" ones; the loaded model re-checks exactly.
-        check_model_supports(not Path(self.whisper_model).name.endswith(".en"), options)
+        # Refuse options the model cannot honour before any expensive work (from its name);
+        # the loaded model re-checks exactly (its own language tokens).
+        check_supported(abilities_from_name(self.whisper_model), options.language, options.task)
 
         if not isinstance(audio, np.ndarray):
             with stage("decode"):
@@ -83,6 +84,7 @@ class Engine:
 
         with stage("load_whisper"):
             whisper = models.load_whisper(self.whisper_model, self.settings)
+        check_supported(loaded_abilities(whisper, self.whisper_model), options.language, options.task)
         with stage("transcribe"):
             transcript = transcribe(whisper, audio, options, self.settings)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import EngineSettings
+from ..contract.languages import WHISPER_LANGUAGE_ORDER, ModelAbilities
 from ..contract.options import TranscriptionOptions
-from ..errors import InvalidParameter
 from .audio import SAMPLE_RATE
 from .types import Segment, Transcript, Word
 
@@ -15,21 +15,17 @@ from .types import Segment, Transcript, Word
 CPU_BATCH_SIZE, CUDA_BATCH_SIZE = 4, 8
 
 
-def check_model_supports(multilingual: bool, options: TranscriptionOptions) -> None:
-    """English-only models can neither translate nor transcribe other languages: say so."""
-    if multilingual:
-        return
-    if options.task == "translate":
-        raise InvalidParameter("task 'translate' needs a multilingual model; this model is English-only", field="task")
-    if options.language not in (None, "en"):
-        raise InvalidParameter(
-            f"language {options.language!r} needs a multilingual model; this model is English-only",
-            field="language",
-        )
+def loaded_abilities(model, name: str) -> ModelAbilities:
+    """What the loaded model can do: English only, or the languages its tokenizer has a token for."""
+    if not model.model.is_multilingual:
+        return ModelAbilities(name, frozenset({"en"}))
+    tokenizer = model.hf_tokenizer
+    return ModelAbilities(
+        name, frozenset(code for code in WHISPER_LANGUAGE_ORDER if tokenizer.token_to_id(f"<|{code}|>") is not None)
+    )
 
 
 def transcribe(model, audio: np.ndarray, options: TranscriptionOptions, settings: EngineSettings) -> Transcript:
-    check_model_supports(model.model.is_multilingual, options)
     language = options.language if model.model.is_multilingual else "en"
     kwargs = dict(
         language=language,
