@@ -420,6 +420,9 @@ def test_bad_form_parameters_are_refused_before_anything_is_stored(app_module, a
         ({"data": SEED_FORM, "files": {"file": ("a.wav", b"")}}, "file"),
         ({"json": {"url": "https://media.example.com/a.mp3", "file": "UklGRg=="}}, "file"),
         ({"data": b"{not json", "headers": {"Content-Type": "application/json"}}, "body"),
+        # Longer than an SQS message may be (1 MiB): was a 500 from send_message, after the job was stored.
+        ({"json": {"url": "https://media.example.com/" + "a" * 1_100_000 + ".mp3"}}, "url"),
+        ({"json": {"url": "https://media.example.com/" + "a" * 9000 + ".mp3"}}, "url"),
     ],
 )
 def test_bad_requests_name_the_field_and_store_nothing(app_module, api, aws, request_kwargs, field):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
-import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -33,6 +32,7 @@ from ..config import Settings, engine_settings
 from ..contract.documents import input_was_bad
 from ..contract.languages import abilities_from_name, check_supported
 from ..contract.metadata import upload_metadata
+from ..contract.naming import JOB_ID_PATTERN
 from ..contract.options import TranscriptionOptions, is_unset
 from ..errors import InvalidParameter
 from . import apikeys, netguard
@@ -58,8 +58,6 @@ POLL_FIRST_SECONDS = 0.25
 POLL_MAX_SECONDS = 2.0
 #: S3 user metadata (names and values) must fit in 2 KB.
 S3_METADATA_LIMIT = 2048
-
-_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 @dataclass
@@ -309,7 +307,7 @@ class Api:
 
     # -- GET /v1/transcriptions/{id} ------------------------------------------------------
     def get_transcription(self, client_id: str, job_id: str) -> Reply:
-        job = self.jobs.get(job_id) if _JOB_ID.fullmatch(job_id or "") else None
+        job = self.jobs.get(job_id) if JOB_ID_PATTERN.fullmatch(job_id or "") else None
         # Another client's job answers exactly like a missing one: existence is not revealed.
         if not job or job.get("clientId") != client_id:
             raise ApiError(404, "not_found", f"no transcription {job_id!r}", field="id")

@@ -29,14 +29,14 @@ from ..config import Settings
 from ..contract.documents import failed_document
 from ..contract.languages import abilities_from_name, check_supported
 from ..contract.metadata import BOOKKEEPING, CALLBACK, JOB_ID, read_metadata, upload_metadata
-from ..contract.naming import job_id_for, result_key
+from ..contract.naming import JOB_ID_PATTERN, job_id_for, result_key
 from ..contract.options import TranscriptionOptions
 from ..errors import AudioError, WhisperlessError
 from .callbacks import Callbacks
 from .context import LambdaContext
 from .events import ObjectJob, Skip, UrlJob
 from .metrics import record_job_metrics
-from .stores import JobStore, ResultStore
+from .stores import JobStore, ResultStore, check_result_key, storage_refusal
 
 log = logging.getLogger(__name__)
 
@@ -157,26 +157,47 @@ class JobRunner:
         job = attempt.job
         assert isinstance(job, ObjectJob)
         bucket = job.bucket
-        found = self._head(bucket, job.key) or (job.raw_key and self._head(bucket, job.raw_key))
-        if not found:
-            log.warning("object %s/%s is gone; nothing to transcribe", bucket, job.key)
-            return {"status": "skipped", "reason": "object no longer exists", "key": job.key}
-        key, head = found
+        key = job.key
+        head = self._head(bucket, key)
+        if head is None:
+            log.warning("object %s/%s is gone; nothing to transcribe", bucket, key)
+            return {"status": "skipped", "reason": "object no longer exists", "key": key}
         metadata = read_metadata(head.get("Metadata", {}))
-        job_id = metadata.get(JOB_ID) or job_id_for(bucket, key, job.etag, job.version_id)
+        job_id = self._job_id(job, metadata)
         source = {"bucket": bucket, "key": key}
         callback_url = metadata.get(CALLBACK)
         self.jobs.start(job_id, bucket=bucket, key=key, params=_public_params(metadata))
         try:
+            check_result_key(key)  # no room for <key>.json: refused before any work
             document = self._result_for_object(job_id, bucket, key, head, metadata, source)
             return self._conclude(job_id, bucket, key, document, callback_url)
         except Exception as exc:
+            refusal = storage_refusal(exc)
+            if refusal is not None:  # S3 will refuse it however often it is retried: end the job now
+                return self._conclude(job_id, bucket, key, failed_document(job_id, refusal, source), callback_url)
             self._attempt_failed(job_id, bucket, key, exc, callback_url, source, attempt.final)
             raise  # the message comes back, or after its last delivery moves to the DLQ
 
-    def _head(self, bucket: str, key: str) -> tuple[str, dict] | None:
+    def _job_id(self, job: ObjectJob, metadata: dict[str, str]) -> str:
+        """The job an upload belongs to. The API names it in the object's metadata (``jobid``), but
+        metadata is whatever the uploader sent: the name is honoured only for the key the job was
+        created for (its record says), so an upload cannot take over someone else's job."""
+        claimed = metadata.get(JOB_ID)
+        if claimed:
+            record = self.jobs.get(claimed) if JOB_ID_PATTERN.fullmatch(claimed) else None
+            if record is not None and (record.get("bucket"), record.get("key")) == (job.bucket, job.key):
+                return claimed
+            log.warning(
+                "object %s/%s names job %r, which was not created for this key: it is a job of its own",
+                job.bucket,
+                job.key,
+                claimed[:128],
+            )
+        return job_id_for(job.bucket, job.key, job.etag, job.version_id)
+
+    def _head(self, bucket: str, key: str) -> dict | None:
         try:
-            return key, self.s3.head_object(Bucket=bucket, Key=key)
+            return self.s3.head_object(Bucket=bucket, Key=key)
         except self.s3.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
@@ -248,8 +269,18 @@ class JobRunner:
     def _conclude(self, job_id: str, bucket: str, key: str, document: dict, callback_url: str | None) -> dict:
         """Every job ends here: write the result (one PUT: all or nothing), finish the job record,
         call back. Only the write may raise: after it, the result is what clients read first,
-        so a lost record or callback outcome must not make the job run (and write) again."""
-        self.results.write(bucket, key, document)
+        so a lost record or callback outcome must not make the job run (and write) again. A write
+        S3 refuses for good (a key too long for its result) is not retried either: the job record
+        and the callback say why, since there is nowhere next to the audio to say it."""
+        try:
+            self.results.write(bucket, key, document)
+        except Exception as exc:
+            refusal = storage_refusal(exc)
+            if refusal is None:
+                raise
+            log.error("job %s: the result cannot be stored: %s", job_id, refusal.message)
+            if document.get("status") != "failed":
+                document = failed_document(job_id, refusal, document.get("source"))
         self._finish_record(job_id, document)
         delivery = self._call_back(callback_url, job_id, document)
         log.info("job %s %s: %s", job_id, document["status"], result_key(key))

@@ -9,6 +9,60 @@ from decimal import Decimal
 from typing import Any
 
 from ..contract.naming import result_key
+from ..errors import WhisperlessError
+
+#: S3's limit on an object key, in UTF-8 bytes.
+MAX_KEY_BYTES = 1024
+#: S3 error codes that the same request meets again however often it is retried.
+PERMANENT_S3_ERRORS = frozenset(
+    {
+        "KeyTooLongError",
+        "InvalidArgument",
+        "InvalidRequest",
+        "InvalidObjectState",  # an archived (Glacier) object: it must be restored first
+        "EntityTooLarge",
+        "MetadataTooLarge",
+        "InvalidStorageClass",
+    }
+)
+
+
+class KeyTooLong(WhisperlessError):
+    """The audio's key leaves no room for its result (``<key>.json``) within S3's 1024 bytes."""
+
+    code = "key_too_long"
+    caller_fault = True
+
+
+class StorageRefused(WhisperlessError):
+    """S3 refused a request for good: retrying it would fail the same way."""
+
+    code = "storage_refused"
+
+
+def storage_refusal(exc: BaseException) -> WhisperlessError | None:
+    """The error to report for an S3 failure that no retry can fix, or None for a passing one."""
+    if isinstance(exc, (KeyTooLong, StorageRefused)):
+        return exc
+    response = getattr(exc, "response", None)
+    code = (response or {}).get("Error", {}).get("Code") if isinstance(response, dict) else None
+    if code not in PERMANENT_S3_ERRORS:
+        return None
+    if code == "KeyTooLongError":
+        return KeyTooLong(f"S3 refused the key as too long: {exc}", field="key")
+    return StorageRefused(f"S3 refused the request ({code}): {exc}")
+
+
+def check_result_key(audio_key: str) -> None:
+    """Raise :class:`KeyTooLong` when ``<audio_key>.json`` cannot exist in S3."""
+    size = len(result_key(audio_key).encode("utf-8"))
+    if size > MAX_KEY_BYTES:
+        raise KeyTooLong(
+            f"the key is {size - len(result_key('').encode())} bytes: its result ({result_key('...')}) would be "
+            f"{size} bytes, over S3's limit of {MAX_KEY_BYTES}; use a key of at most "
+            f"{MAX_KEY_BYTES - len(result_key('').encode())} bytes",
+            field="key",
+        )
 
 
 def _now() -> str:
@@ -138,6 +192,7 @@ class ResultStore:
         self.s3 = s3
 
     def write(self, bucket: str, audio_key: str, document: dict) -> str:
+        check_result_key(audio_key)
         key = result_key(audio_key)
         body = json.dumps(document, ensure_ascii=False).encode()
         self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")

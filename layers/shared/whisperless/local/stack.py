@@ -60,9 +60,9 @@ class LocalStack:
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
 
-        from .moto_fixes import atomic_dynamodb_writes
+        from .moto_fixes import behave_like_aws
 
-        atomic_dynamodb_writes()
+        behave_like_aws()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
         self.moto.start()
