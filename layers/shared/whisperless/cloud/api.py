@@ -314,7 +314,11 @@ class Api:
         document = self.results.read(job["bucket"], job["key"])
         if document is not None:
             return Reply(200, document)
-        return pending_reply(job_id, job.get("status", "queued"), http_status=200)
+        reply = pending_reply(job_id, job.get("status", "queued"), http_status=200)
+        # Why a job is being retried (a url whose server is down, S3 failing), while it is.
+        if job.get("status") == "retrying" and job.get("lastError"):
+            reply.body["lastError"] = job["lastError"]
+        return reply
 
     # -- POST /v1/uploads -----------------------------------------------------------------
     def create_upload(self, client_id: str, fields: Mapping[str, Any]) -> Reply:

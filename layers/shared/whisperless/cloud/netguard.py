@@ -85,12 +85,14 @@ class ResponseTooLarge(WhisperlessError):
     """The response body exceeded the caller's ``max_bytes``."""
 
     code = "response_too_large"
+    caller_fault = True  # the url the caller gave serves more than the limit
 
 
 class DownloadFailed(WhisperlessError):
     """The server answered, but not with the file (non-2xx)."""
 
     code = "download_failed"
+    caller_fault = True  # the url the caller gave does not serve the file
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import numpy as np
 from ..config import EngineSettings, engine_settings
 from ..contract.languages import abilities_from_name, check_supported
 from ..contract.options import TranscriptionOptions
+from ..errors import Interrupted
 from . import models
 from .audio import SAMPLE_RATE, decode_audio
 from .diarize import diarize
@@ -53,8 +54,12 @@ class Engine:
         *,
         job_id: str | None = None,
         source: Any = None,
+        cancel: Callable[[], bool] | None = None,
     ) -> dict[str, Any]:
+        """``cancel``: asked between stages and pieces of work (decoded windows, embedding
+        batches); when it answers true the run stops there with :class:`Interrupted`."""
         options = options or TranscriptionOptions()
+        checkpoint = _checkpoint(cancel)
         job_id = job_id or uuid.uuid4().hex
         timings: dict[str, float] = {}
 
@@ -77,16 +82,18 @@ class Engine:
 
         diarization = None
         if options.diarization:
+            checkpoint()
             with stage("load_diarization"):
                 pipeline = models.load_diarization(self.diarization_model, self.settings)
             with stage("diarize"):
-                diarization = diarize(pipeline, audio, options)
+                diarization = diarize(pipeline, audio, options, checkpoint)
 
         with stage("load_whisper"):
             whisper = models.load_whisper(self.whisper_model, self.settings)
         check_supported(loaded_abilities(whisper, self.whisper_model), options.language, options.task)
+        checkpoint()
         with stage("transcribe"):
-            transcript = transcribe(whisper, audio, options, self.settings)
+            transcript = transcribe(whisper, audio, options, self.settings, checkpoint)
 
         segments = transcript.segments
         if diarization is not None:
@@ -105,3 +112,13 @@ class Engine:
             timings=timings,
             source=source,
         )
+
+
+def _checkpoint(cancel: Callable[[], bool] | None) -> Callable[..., None]:
+    """A function the stages call between pieces of work: raises Interrupted once ``cancel`` says so."""
+
+    def checkpoint(*_ignored: Any, **_also: Any) -> None:  # also pyannote's hook(step, artifact, ...)
+        if cancel is not None and cancel():
+            raise Interrupted("the worker is stopping; the job is put back for another attempt")
+
+    return checkpoint

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import signal
 import sys
-import time
+import threading
 from pathlib import Path
 
 from .stack import TEMPLATE, LocalStack
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def serve(args) -> int:
@@ -40,14 +38,31 @@ def serve(args) -> int:
         flush=True,
     )
     print(json.dumps(info), flush=True)
-    # Ctrl-C and SIGTERM both stop cleanly (SIGINT is installed explicitly: background jobs inherit it ignored).
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGINT, _interrupt)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print("whisperless: stopping", file=sys.stderr)
-    finally:
-        stack.stop()
+    _wait_for_a_signal(stack)
+    from ..config import settings
+
+    grace = settings().stop_grace_seconds
+    print(f"whisperless: stopping (a running job has {grace:.0f} s to finish; Ctrl-C again: now)", file=sys.stderr)
+    if not stack.stop(grace):
+        # A job that would not stop even when interrupted (a long step with no checkpoint): leave
+        # without the interpreter's shutdown, which aborts while a CTranslate2 thread still runs.
+        print("whisperless: a job did not stop; leaving it", file=sys.stderr, flush=True)
+        logging.shutdown()
+        os._exit(0)
     return 0
+
+
+def _wait_for_a_signal(stack: LocalStack) -> None:
+    """Until Ctrl-C or SIGTERM (SIGINT is installed explicitly: background jobs inherit it
+    ignored). A second signal while stopping interrupts the running job at once."""
+    stopping = threading.Event()
+
+    def on_signal(signum, frame) -> None:
+        if stopping.is_set():
+            stack.interrupt()
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stopping.wait(1):
+        pass

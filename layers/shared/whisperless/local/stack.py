@@ -54,7 +54,6 @@ class LocalStack:
         self.api_key = api_key
         self.allow_local_callbacks = allow_local_callbacks
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
 
     # -- the local AWS -------------------------------------------------------------------------
     def _start_moto(self) -> None:
@@ -150,7 +149,7 @@ class LocalStack:
                     return
                 raise
             messages = reply.get("Messages", [])
-            if not messages:
+            if not messages or self._stop.is_set():  # stopping: take no more work
                 continue
             try:
                 reply = self.transcriber.handler(
@@ -173,10 +172,10 @@ class LocalStack:
         self._configure_functions()
         self._create_api_key()
         self.server = ApiServer(self, self.host, self.api_port)
-        for target in (self.server.serve_forever, self._work):
-            thread = threading.Thread(target=target, daemon=True)
+        self._server_thread = threading.Thread(target=self.server.serve_forever, name="api", daemon=True)
+        self._worker_thread = threading.Thread(target=self._work, name="worker", daemon=True)
+        for thread in (self._server_thread, self._worker_thread):
             thread.start()
-            self._threads.append(thread)
         return self.info()
 
     def info(self) -> dict[str, Any]:
@@ -189,10 +188,22 @@ class LocalStack:
             "stack": STACK_NAME,
         }
 
-    def stop(self) -> None:
+    def interrupt(self) -> None:
+        """Stop the running job at the engine's next checkpoint (seconds) instead of waiting for it."""
+        self.transcriber.runner().interrupt()
+
+    def stop(self, grace: float = 0.0) -> bool:
+        """Take no more work, give the running job ``grace`` seconds to finish, then interrupt it
+        (its state is in memory, so it is lost either way; what matters is stopping cleanly: a
+        process leaving while CTranslate2 still decodes aborts). True when everything stopped."""
         self._stop.set()
+        self._worker_thread.join(grace)
+        if self._worker_thread.is_alive():
+            log.warning("the running job did not finish within %.0f s: interrupting it", grace)
+            self.interrupt()
+            self._worker_thread.join(60)
         self.server.shutdown()
         self.server.server_close()
-        for thread in self._threads:
-            thread.join(timeout=30)
+        self._server_thread.join(30)
         self.moto.stop()
+        return not self._worker_thread.is_alive()
