@@ -26,7 +26,8 @@ def running_stack(
 
     ``result_wait``: the API's wait for a result before it answers 202. Locally there is no
     30 s gateway limit, and a loaded test machine may need longer than the deployed 25 s.
-    ``env``: more environment variables for the stack."""
+    ``env``: more environment variables for the stack. Nothing is remembered between test stacks
+    (``--state none``) unless a test passes its own ``--state``."""
     env = {
         **os.environ,
         "WHISPERLESS_MODEL": model,
@@ -34,6 +35,8 @@ def running_stack(
         "RESULT_WAIT_SECONDS": str(result_wait),
         **(env or {}),
     }
+    if not any(arg.startswith("--state") for arg in extra_args):
+        extra_args = (*extra_args, "--state", "none")
     proc = subprocess.Popen(
         [sys.executable, "-m", "whisperless.cli", "serve", *extra_args],
         cwd=ROOT,

@@ -98,6 +98,16 @@ def _lower_keys(headers: Mapping[str, str] | None) -> dict[str, str]:
     return {str(k).lower(): v for k, v in (headers or {}).items()}
 
 
+def payload_too_large() -> ApiError:
+    """API Gateway's payload limit; the way around it is the presigned upload."""
+    return ApiError(
+        413,
+        "payload_too_large",
+        f"the request is over {MAX_BODY_BYTES} bytes: upload large files with POST /v1/uploads",
+        field="file",
+    )
+
+
 # ------------------------------------------------------------------ metadata
 
 
@@ -248,12 +258,7 @@ class Api:
         """Validate, store (file) or queue (url), then wait for the result a while.
         ``time_left``: seconds the caller may still run (the Lambda context's)."""
         if len(body) > MAX_BODY_BYTES:
-            raise ApiError(
-                413,
-                "payload_too_large",
-                f"the request is over {MAX_BODY_BYTES} bytes: upload large files with POST /v1/uploads",
-                field="file",
-            )
+            raise payload_too_large()
         request = self.job_request(*read_form(body, content_type))
         job_id = uuid.uuid4().hex
         bucket = self.settings.bucket

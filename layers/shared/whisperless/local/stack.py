@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ..cloud.context import REGION, LambdaContext
+from ..errors import ConfigError
 from . import cloudformation
+from .http import CLIENT_TIMEOUT_SECONDS
 from .lambda_host import REPO, OneRequestAtATime, Routes, load_handler, sqs_event
 
 log = logging.getLogger(__name__)
@@ -35,24 +37,47 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _usable_port(host: str, port: int, flag: str) -> int:
+    """``port``, checked free now (so a busy one is one clear line, not a thread's traceback), or a free one for 0."""
+    if not port:
+        return free_port()
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"port {port} on {host} is not free ({exc.strerror}): another whisperless serve? "
+                f"Stop it, or pass {flag} 0 for a free port",
+                field=flag,
+            ) from None
+    return port
+
+
 class LocalStack:
     def __init__(
         self,
         *,
         template: Path = TEMPLATE,
         api_port: int = 0,
+        s3_port: int = 0,
         api_key: str | None = None,
+        webhook_secret: str | None = None,
         allow_local_callbacks: bool = False,
         host: str = "127.0.0.1",
+        client_timeout: float = CLIENT_TIMEOUT_SECONDS,
     ):
+        """Ports 0 mean free ones; no key or secret means new ones (see :meth:`info`)."""
         self.source = cloudformation.load_source(template)
         self.translated = cloudformation.translate(self.source)
         self.routes = Routes(cloudformation.api_routes(self.translated))
         self.host = host
-        self.api_port = api_port or free_port()
-        self.moto_port = free_port()
+        self.api_port = _usable_port(host, api_port, "--port")
+        self.moto_port = _usable_port("127.0.0.1", s3_port, "--s3-port")
         self.api_key = api_key
+        self.webhook_secret = webhook_secret
         self.allow_local_callbacks = allow_local_callbacks
+        self.client_timeout = client_timeout
         self._stop = threading.Event()
 
     # -- the local AWS -------------------------------------------------------------------------
@@ -83,7 +108,7 @@ class LocalStack:
         from ..cloud.webhooks import new_secret
 
         session = boto3.Session()
-        self.webhook_secret = new_secret()
+        self.webhook_secret = self.webhook_secret or new_secret()
         secret_arn = session.client("secretsmanager").create_secret(
             Name=f"{STACK_NAME}-webhook-secret", SecretString=self.webhook_secret
         )["ARN"]
@@ -171,7 +196,7 @@ class LocalStack:
         self._deploy()
         self._configure_functions()
         self._create_api_key()
-        self.server = ApiServer(self, self.host, self.api_port)
+        self.server = ApiServer(self, self.host, self.api_port, self.client_timeout)
         self._server_thread = threading.Thread(target=self.server.serve_forever, name="api", daemon=True)
         self._worker_thread = threading.Thread(target=self._work, name="worker", daemon=True)
         for thread in (self._server_thread, self._worker_thread):
@@ -187,6 +212,19 @@ class LocalStack:
             "webhookSecret": self.webhook_secret,
             "stack": STACK_NAME,
         }
+
+    def authenticate(self, headers: dict[str, str]) -> str:
+        """The client behind a request's key (the API's own check), before its body is read.
+        In turn with the API handler: they share the key table's client."""
+        with self.api_turns.lock:
+            return self.api.service().authenticate(headers)
+
+    def api_timeout(self) -> float:
+        """The API function's time: the deployed one has 29 s (API Gateway's limit); locally the
+        result wait is whatever was configured."""
+        from ..config import settings
+
+        return max(29.0, settings().result_wait_seconds + 4)
 
     def interrupt(self) -> None:
         """Stop the running job at the engine's next checkpoint (seconds) instead of waiting for it."""
