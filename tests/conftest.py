@@ -33,9 +33,9 @@ os.environ.setdefault("WHISPERLESS_OFFLINE", "1")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Whisperless")  # as template.yaml's Globals set it
 
 import whisperless  # noqa: E402,F401 - before any torch import: OpenMP wait policy, no pyannote telemetry
-from whisperless.local.moto_fixes import atomic_dynamodb_writes  # noqa: E402
+from whisperless.local.moto_fixes import behave_like_aws  # noqa: E402
 
-atomic_dynamodb_writes()  # DynamoDB's conditional writes are atomic; in-process moto's are not
+behave_like_aws()  # where moto differs from AWS (atomic conditional writes, encoded event keys, key length)
 
 
 def pytest_collection_modifyitems(config, items):

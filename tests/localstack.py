@@ -15,12 +15,28 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
-def running_stack(*extra_args: str, model: str = "tiny.en", startup_timeout: float = 120, result_wait: float = 120):
+def running_stack(
+    *extra_args: str,
+    model: str = "tiny.en",
+    startup_timeout: float = 120,
+    result_wait: float = 120,
+    env: dict[str, str] | None = None,
+):
     """Yield the stack's JSON info line; stop it with SIGTERM and check it exited.
 
     ``result_wait``: the API's wait for a result before it answers 202. Locally there is no
-    30 s gateway limit, and a loaded test machine may need longer than the deployed 25 s."""
-    env = {**os.environ, "WHISPERLESS_MODEL": model, "PYTHONUNBUFFERED": "1", "RESULT_WAIT_SECONDS": str(result_wait)}
+    30 s gateway limit, and a loaded test machine may need longer than the deployed 25 s.
+    ``env``: more environment variables for the stack. Nothing is remembered between test stacks
+    (``--state none``) unless a test passes its own ``--state``."""
+    env = {
+        **os.environ,
+        "WHISPERLESS_MODEL": model,
+        "PYTHONUNBUFFERED": "1",
+        "RESULT_WAIT_SECONDS": str(result_wait),
+        **(env or {}),
+    }
+    if not any(arg.startswith("--state") for arg in extra_args):
+        extra_args = (*extra_args, "--state", "none")
     proc = subprocess.Popen(
         [sys.executable, "-m", "whisperless.cli", "serve", *extra_args],
         cwd=ROOT,

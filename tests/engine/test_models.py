@@ -127,3 +127,25 @@ def test_importing_whisperless_after_torch_warns_how_to_keep_the_speed():
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "imported after torch" in run.stderr and "OMP_WAIT_POLICY=ACTIVE GOMP_SPINCOUNT=300000" in run.stderr
+
+
+def test_the_loaded_model_says_which_languages_it_has():
+    from whisperless.engine.whisper import loaded_abilities
+
+    settings = EngineSettings.from_env()
+    base = loaded_abilities(models.load_whisper("base", settings), "base")
+    assert len(base.languages) == 99 and "yue" not in base.languages and {"en", "de", "jw"} <= base.languages
+    assert loaded_abilities(models.load_whisper("tiny.en", settings), "tiny.en").languages == {"en"}
+
+
+def test_a_model_known_only_by_its_folder_is_checked_once_loaded(sample_wav):
+    """A folder's name says nothing about its languages: the loaded model's tokenizer does (base
+    has no <|yue|> token), and the job is refused naming the field instead of decoding without one."""
+    from whisperless.contract.options import TranscriptionOptions
+    from whisperless.engine import Engine
+    from whisperless.errors import InvalidParameter
+
+    folder = resolve("base")
+    with pytest.raises(InvalidParameter) as err:
+        Engine(whisper_model=folder).run(sample_wav, TranscriptionOptions(language="yue"))
+    assert err.value.field == "language" and "yue" in err.value.message

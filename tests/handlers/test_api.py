@@ -118,7 +118,7 @@ def clock():
 def make_api(aws, app_module, clock, monkeypatch):
     """Install an Api with the given settings as the handler's service."""
 
-    def make(**overrides) -> Api:
+    def make(whisper_model: str = "base", **overrides) -> Api:
         values = dict(
             bucket=BUCKET,
             jobs_table="jobs",
@@ -142,6 +142,7 @@ def make_api(aws, app_module, clock, monkeypatch):
             presign_s3=presign,
             sleep=clock.sleep,
             clock=clock.clock,
+            whisper_model=whisper_model,
         )
         monkeypatch.setattr(app_module, "_service", api)
         return api
@@ -425,6 +426,9 @@ def test_bad_form_parameters_are_refused_before_anything_is_stored(app_module, a
         ({"data": SEED_FORM, "files": {"file": ("a.wav", b"")}}, "file"),
         ({"json": {"url": "https://media.example.com/a.mp3", "file": "UklGRg=="}}, "file"),
         ({"data": b"{not json", "headers": {"Content-Type": "application/json"}}, "body"),
+        # Longer than an SQS message may be (1 MiB): was a 500 from send_message, after the job was stored.
+        ({"json": {"url": "https://media.example.com/" + "a" * 1_100_000 + ".mp3"}}, "url"),
+        ({"json": {"url": "https://media.example.com/" + "a" * 9000 + ".mp3"}}, "url"),
     ],
 )
 def test_bad_requests_name_the_field_and_store_nothing(app_module, api, aws, request_kwargs, field):
@@ -432,6 +436,35 @@ def test_bad_requests_name_the_field_and_store_nothing(app_module, api, aws, req
     assert answer.status == 400, answer.json
     assert answer.json["error"]["field"] == field
     assert_nothing_stored(aws)
+
+
+@pytest.mark.parametrize(
+    "model, form, field",
+    [
+        ("tiny.en", {"task": "translate"}, "task"),
+        ("tiny.en", {"language": "de"}, "language"),
+        ("base", {"language": "yue"}, "language"),  # base has no <|yue|> token: it would loop, slowly
+    ],
+)
+def test_what_the_deployed_model_cannot_do_is_refused_before_anything_is_stored(
+    app_module, make_api, aws, model, form, field
+):
+    make_api(whisper_model=model)
+    answer = seed_post(app_module, **form)
+    assert answer.status == 400 and answer.json["error"]["field"] == field, answer.json
+    assert model in answer.json["error"]["message"]
+    assert_nothing_stored(aws)
+    upload = call(app_module, "POST", "/v1/uploads", json={"filename": "a.wav", **form})
+    assert upload.status == 400 and upload.json["error"]["field"] == field
+    assert_nothing_stored(aws)
+
+
+@pytest.mark.parametrize("language", ["en-US", "en_US", "pt-BR", "jv"])
+def test_locale_tags_and_iso_codes_are_accepted(app_module, make_api, aws, language):
+    make_api(whisper_model="base")
+    answer = seed_post(app_module, language=language)
+    assert answer.status == 202, answer.json
+    assert aws["jobs"].scan()["Items"][0]["params"]["language"] == language  # the worker normalises it again
 
 
 def test_urlencoded_forms_work_for_url_jobs(app_module, api, aws):

@@ -67,6 +67,7 @@ def aws(monkeypatch, app_module):
             engine=Engine(whisper_model="tiny.en"),
             metrics=app_module.metrics,
             callback_sleep=lambda seconds: None,
+            download_backoff=(0.05, 0.05, 0.05),
         )
         yield {"s3": s3, "sqs": sqs, "queue": queue, "jobs": dynamodb.Table("jobs"), "app": app_module}
         app_module._runner = None
@@ -249,22 +250,19 @@ def _job_message_event(job_id: str, url: str, receive_count: int) -> dict:
     )
 
 
-def test_a_passing_failure_is_retried_then_answered_on_the_last_delivery(aws):
-    """An audio URL that keeps answering 503: redelivered; the queue's last receive writes the
-    failed document (and calls back) before the message moves to the DLQ."""
-    source = Receiver([503])  # the "audio server", down
+def test_a_url_that_keeps_failing_is_retried_briefly_then_answered(aws):
+    """An audio URL that keeps answering 503: retried a few times within the invocation (each
+    failure on the job record), then the job fails with the failed document at once; the
+    message is done, not walked through the queue's redeliveries."""
+    source = Receiver([503])  # the "audio server", failing
     try:
-        first = _invoke(aws, _job_message_event("j-flaky", source.url, receive_count=1))
-        assert first == {"batchItemFailures": [{"itemIdentifier": "m-j-flaky-1"}]}
-        assert "Contents" not in aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix="uploads/j-flaky/")
-        last = _invoke(aws, _job_message_event("j-flaky", source.url, receive_count=3))
-        # Still reported failed, so the queue moves it to the DLQ (a redrive can retry it) ...
-        assert last == {"batchItemFailures": [{"itemIdentifier": "m-j-flaky-3"}]}
-        # ... but the user is told now.
+        assert _invoke(aws, _job_message_event("j-flaky", source.url, receive_count=1)) == {"batchItemFailures": []}
         doc = _result(aws, "uploads/j-flaky/talk.mp3")
-        assert doc["status"] == "failed" and doc["error"]["code"] == "retries_exhausted"
-        assert "3 attempts" in doc["error"]["message"]
-        assert aws["jobs"].get_item(Key={"id": "j-flaky"})["Item"]["status"] == "failed"
+        assert doc["status"] == "failed" and doc["error"]["code"] == "url_unreachable"
+        assert doc["error"]["field"] == "url" and "503" in doc["error"]["message"]
+        assert len(source.requests) == 4
+        record = aws["jobs"].get_item(Key={"id": "j-flaky"})["Item"]
+        assert record["status"] == "failed" and int(record["downloadAttempts"]) == 4
     finally:
         source.close()
 

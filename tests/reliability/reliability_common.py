@@ -110,3 +110,61 @@ def speech_clip(sample_wav: Path, seconds: float, start: float = 0.0) -> bytes:
 
     audio = decode_audio(sample_wav)[int(start * 16000) : int((start + seconds) * 16000)]
     return wav_bytes(data=(np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+# ------------------------------------------------------------------ the transcriber on moto
+
+
+class CountingEngine:
+    """The real engine (``tiny.en`` by default), counting its runs."""
+
+    def __init__(self, model: str = "tiny.en"):
+        from whisperless.engine import Engine
+
+        self.engine = Engine(whisper_model=model)
+        self.whisper_model = self.engine.whisper_model
+        self.runs = 0
+
+    def run(self, *args, **kwargs):
+        self.runs += 1
+        return self.engine.run(*args, **kwargs)
+
+
+def make_runner(s3, dynamodb, app_module, engine, *, sleeps: list | None = None, **settings):
+    """A JobRunner on the reliability resources, installed as ``app_module``'s runner."""
+    from whisperless.cloud.runner import JobRunner
+    from whisperless.config import Settings
+
+    values = dict(
+        bucket=BUCKET,
+        jobs_table="jobs",
+        idempotency_table="idempotency",
+        api_keys_table="apikeys",
+        webhook_secret=SECRET,
+        allow_local_callbacks=True,
+    )
+    values.update(settings)
+    runner = JobRunner(
+        s3=s3,
+        dynamodb=dynamodb,
+        settings=Settings(**values),
+        engine=engine,
+        metrics=app_module.metrics,
+        callback_sleep=(sleeps.append if sleeps is not None else lambda seconds: None),
+        callback_timeout=(1.0, 2.0),
+    )
+    app_module._runner = runner
+    return runner
+
+
+def handle_queue(app_module, sqs, queue: str, queue_arn: str) -> list[str]:
+    """Lambda's SQS event source, once: receive, invoke, delete what succeeded; the failed ids."""
+    messages = receive(sqs, queue)
+    if not messages:
+        return []
+    reply = app_module.handler(sqs_event(messages, queue_arn), LambdaContext())
+    failed = [f["itemIdentifier"] for f in reply["batchItemFailures"]]
+    for message in messages:
+        if message["MessageId"] not in failed:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=message["ReceiptHandle"])
+    return failed

@@ -177,15 +177,27 @@ def test_a_pending_job_is_polled_until_done(stack, browser, clip):
         window.polls = [];
         const real = window.fetch;
         window.fetch = async (url, init) => {
-            const response = await real(url, init);
-            if (init && init.method === "POST" && response.ok) {
-                const id = (await response.json()).id;
-                const body = {id, status: "queued", statusUrl: "/v1/transcriptions/" + id};
-                return new Response(JSON.stringify(body), {status: 202, headers: {"Content-Type": "application/json"}});
-            }
             window.polls.push(String(url));
-            return response;
+            return real(url, init);
         };
+        // The POST goes by XMLHttpRequest (for its upload progress): answer it 202 instead.
+        const proto = XMLHttpRequest.prototype, open = proto.open;
+        proto.open = function (method, url, ...rest) {
+            this.faked = method === "POST" && String(url).endsWith("/v1/transcriptions");
+            return open.call(this, method, url, ...rest);
+        };
+        const status = Object.getOwnPropertyDescriptor(proto, "status");
+        const text = Object.getOwnPropertyDescriptor(proto, "responseText");
+        Object.defineProperty(proto, "status", {get() {
+            const real = status.get.call(this);
+            return this.faked && real < 300 ? 202 : real;
+        }});
+        Object.defineProperty(proto, "responseText", {get() {
+            const real = text.get.call(this);
+            if (!this.faked || status.get.call(this) >= 300) return real;
+            const id = JSON.parse(real).id;
+            return JSON.stringify({id, status: "queued", statusUrl: "/v1/transcriptions/" + id});
+        }});
     """)
     browser.find_element(By.ID, "submit").click()
     outcome = _wait(browser, _finished, RESULT_TIMEOUT)
@@ -230,3 +242,82 @@ def test_the_redaction_option_removes_names_and_places(stack, browser, sample_wa
         assert name not in transcript and name not in raw
     summary = browser.find_element(By.ID, "summary").text
     assert "redactions" in summary and "sentiment" in summary, summary
+
+
+def _record_statuses(driver) -> None:
+    """Every text the status line shows, in order (window.statuses)."""
+    driver.execute_script("""
+        window.statuses = [];
+        const line = document.getElementById('status');
+        new MutationObserver(() => {
+            const text = line.textContent;
+            if (text && window.statuses[window.statuses.length - 1] !== text) window.statuses.push(text);
+        }).observe(line, {childList: true, characterData: true, subtree: true});
+    """)
+
+
+@pytest.fixture(scope="module")
+def big_clip(tmp_path_factory, sample_wav):
+    """Over the API's 10 MB payload limit: 12 s of the sample, then silence (cheap to transcribe)."""
+    import numpy as np
+    from reliability_common import wav_bytes
+
+    from whisperless.engine.audio import decode_audio
+
+    speech = decode_audio(sample_wav)[int(6.4 * 16000) : int(18.4 * 16000)]
+    audio = np.concatenate([speech, np.zeros(380 * 16000, dtype=np.float32)])
+    path = tmp_path_factory.mktemp("web-big") / "long meeting.wav"
+    path.write_bytes(wav_bytes(data=(np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()))
+    assert path.stat().st_size > 10 * 1024 * 1024
+    return path
+
+
+def test_a_file_over_10_mb_goes_through_the_presigned_upload_with_progress(stack, browser, big_clip):
+    By = _by()
+    _open(browser, stack, stack["apiKey"], big_clip)
+    _record_statuses(browser)
+    browser.find_element(By.ID, "submit").click()
+    outcome = _wait(browser, _finished, RESULT_TIMEOUT)
+    assert outcome == "words", browser.find_element(By.ID, "error").text
+    assert "hello" in browser.find_element(By.ID, "transcript").text.lower()
+
+    statuses = browser.execute_script("return window.statuses")
+    progress = [s for s in statuses if re.fullmatch(r"Uploading long meeting\.wav… \d+ % \(.+ of 12\.\d MB\)", s)]
+    assert progress, statuses
+    uploading = statuses.index(progress[0])
+    transcribing = next(i for i, s in enumerate(statuses) if s.startswith(("Transcribing", "Queued")))
+    assert uploading < transcribing and statuses[-1].startswith("Done"), statuses
+    # The file went to the bucket through the presigned URL, not through the API.
+    requests_made = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => [e.initiatorType, e.name])"
+    )
+    assert any(name.endswith("/v1/uploads") for _, name in requests_made)
+    assert any(name.startswith(stack["s3"]) and "X-Amz-Signature" in name for _, name in requests_made)
+    assert not any(name.endswith("/v1/transcriptions") for _, name in requests_made)
+
+
+def test_a_small_file_says_uploading_then_transcribing(stack, browser, clip):
+    By = _by()
+    _open(browser, stack, stack["apiKey"], clip)
+    _record_statuses(browser)
+    browser.find_element(By.ID, "submit").click()
+    assert _wait(browser, _finished, RESULT_TIMEOUT) == "words"
+    statuses = browser.execute_script("return window.statuses")
+    first_upload = next(i for i, s in enumerate(statuses) if s.startswith("Uploading"))
+    first_work = next(i for i, s in enumerate(statuses) if s.startswith("Transcribing"))
+    assert first_upload < first_work and statuses[-1].startswith("Done"), statuses
+
+
+def test_choosing_a_new_file_clears_the_old_transcript(stack, browser, clip, big_clip):
+    By = _by()
+    _open(browser, stack, stack["apiKey"], clip)
+    browser.find_element(By.ID, "submit").click()
+    assert _wait(browser, _finished, RESULT_TIMEOUT) == "words"
+    assert browser.find_element(By.ID, "result").is_displayed()
+
+    browser.find_element(By.ID, "file").send_keys(str(big_clip))
+    assert not browser.find_element(By.ID, "result").is_displayed()
+    assert browser.find_elements(By.CSS_SELECTOR, "#transcript .word") == []
+    assert browser.find_element(By.ID, "raw-json").get_attribute("textContent") == ""
+    assert browser.find_element(By.ID, "status").text == ""
+    assert browser.find_element(By.ID, "player").get_attribute("src").startswith("blob:")  # the new file plays

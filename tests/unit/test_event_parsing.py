@@ -21,9 +21,24 @@ def _s3(key, event="ObjectCreated:Put"):
 
 def test_s3_keys_are_url_decoded():
     [job] = jobs_from_payload(_s3("calls/2024/my+talk+%281%29.wav"))
-    assert job == ObjectJob("b", "calls/2024/my talk (1).wav", "abc", None, 3, raw_key="calls/2024/my+talk+%281%29.wav")
+    assert job == ObjectJob("b", "calls/2024/my talk (1).wav", "abc", None, 3)
     [job] = jobs_from_payload(_s3("r%C3%A9union/%C3%A9t%C3%A9.mp3"))
     assert job.key == "réunion/été.mp3"
+
+
+def _eventbridge(key):
+    return {"detail-type": "Object Created", "detail": {"bucket": {"name": "b"}, "object": {"key": key}}}
+
+
+def test_plus_and_space_twins_are_told_apart_by_decoding_once():
+    """S3 encodes a space as "+" and a literal "+" as %2B, in notifications and EventBridge
+    events alike: decoding once names the very object, with no guess between twins."""
+    for make in (_s3, _eventbridge):
+        [plus] = jobs_from_payload(make("s3t/pl%2Bus.wav"))
+        [space] = jobs_from_payload(make("s3t/pl+us.wav"))
+        assert (plus.key, space.key) == ("s3t/pl+us.wav", "s3t/pl us.wav")
+        [slash] = jobs_from_payload(make("a%2Fb%25c.wav"))  # '/' encoded or not, '%' as %25
+        assert slash.key == "a/b%c.wav"
 
 
 def test_results_and_non_audio_are_skipped_with_a_reason():
@@ -41,7 +56,7 @@ def test_results_and_non_audio_are_skipped_with_a_reason():
 def test_eventbridge_and_job_messages():
     eb = {
         "detail-type": "Object Created",
-        "detail": {"bucket": {"name": "b"}, "object": {"key": "x y.mp3", "etag": "e", "version-id": "null"}},
+        "detail": {"bucket": {"name": "b"}, "object": {"key": "x+y.mp3", "etag": "e", "version-id": "null"}},
     }
     assert jobs_from_payload(eb) == [ObjectJob("b", "x y.mp3", "e", None, None)]
     message = {

@@ -81,3 +81,71 @@ def test_redaction_parameters_from_s3_metadata_names():
     assert TranscriptionOptions.from_params(opts.to_params()) == opts
     assert opts.to_params()["redact"] == "PERSON,PHONE_NUMBER"
     assert not TranscriptionOptions.from_params({"redact": "pii"}).keeps_unredacted
+
+
+@pytest.mark.parametrize(
+    "raw,code",
+    [
+        ("en", "en"),
+        ("EN", "en"),
+        ("en-US", "en"),
+        ("en_US", "en"),
+        ("pt-BR", "pt"),
+        ("zh-Hant-TW", "zh"),
+        ("jv", "jw"),  # ISO 639-1 for Javanese; Whisper's token is <|jw|>
+        ("jw", "jw"),
+        ("nb", "no"),
+        ("iw", "he"),
+        ("yue-HK", "yue"),
+        ("haw", "haw"),
+    ],
+)
+def test_iso_codes_bcp47_tags_and_locales_become_whispers_code(raw, code):
+    assert TranscriptionOptions.from_params({"language": raw}).language == code
+
+
+@pytest.mark.parametrize("raw", ["xx", "xx-US", "english", "e", "en--US", "en-", "-en", "e n"])
+def test_other_language_spellings_are_refused_naming_the_field(raw):
+    with pytest.raises(InvalidParameter) as err:
+        TranscriptionOptions.from_params({"language": raw})
+    assert err.value.field == "language" and repr(raw) in err.value.message
+
+
+@pytest.mark.parametrize("raw,expected", [("on", True), ("ON", True), ("off", False), ("yes", True), ("no", False)])
+def test_an_html_checkbox_value_is_a_boolean(raw, expected):
+    assert TranscriptionOptions.from_params({"diarization": raw}).diarization is expected
+
+
+@pytest.mark.parametrize(
+    "model,language,task,field",
+    [
+        ("tiny.en", None, "translate", "task"),
+        ("tiny.en", "de", "transcribe", "language"),
+        ("/models/my-distil.en", "fr", "transcribe", "language"),
+        ("base", "yue", "transcribe", "language"),  # only the large-v3 generation has a <|yue|> token
+        ("Systran/faster-whisper-small", "yue", "transcribe", "language"),
+    ],
+)
+def test_a_model_refuses_what_it_cannot_do_naming_the_field(model, language, task, field):
+    from whisperless.contract.languages import abilities_from_name, check_supported
+
+    with pytest.raises(InvalidParameter) as err:
+        check_supported(abilities_from_name(model), language, task)
+    assert err.value.field == field and model in err.value.message
+
+
+@pytest.mark.parametrize(
+    "model,language,task",
+    [
+        ("tiny.en", "en", "transcribe"),
+        ("tiny.en", None, "transcribe"),
+        ("base", "de", "translate"),
+        ("large-v3", "yue", "transcribe"),
+        ("turbo", "yue", "transcribe"),
+        ("/models/custom-conversion", "yue", "translate"),  # unknown by name: the loaded model decides
+    ],
+)
+def test_a_model_accepts_what_it_can_do(model, language, task):
+    from whisperless.contract.languages import abilities_from_name, check_supported
+
+    check_supported(abilities_from_name(model), language, task)

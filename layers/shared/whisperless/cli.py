@@ -92,8 +92,23 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(run=_transcribe)
 
     s = commands.add_parser("serve", help="run the whole stack locally: S3/SQS/DynamoDB (moto), the HTTP API, a worker")
-    s.add_argument("--port", type=int, help="API port (default: a free one)")
-    s.add_argument("--api-key", help="API key to accept (default: generated and printed)")
+    s.add_argument("--port", type=int, help="API port (default: the remembered one, else a free one; 0: a free one)")
+    s.add_argument("--s3-port", type=int, help="local S3/SQS/DynamoDB port (default: remembered, else free; 0: free)")
+    s.add_argument("--api-key", help="API key to accept (default: the remembered one, else generated)")
+    s.add_argument(
+        "--webhook-secret", help="whsec_... secret that signs callbacks (default: the remembered one, else generated)"
+    )
+    s.add_argument(
+        "--state",
+        help="file that remembers ports, key and secret across restarts "
+        "(default: $WHISPERLESS_CACHE/local/stack.json; 'none': remember nothing)",
+    )
+    s.add_argument(
+        "--client-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a client may leave the API waiting for the rest of its request",
+    )
     s.add_argument(
         "--allow-local-callbacks",
         action="store_true",

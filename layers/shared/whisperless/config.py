@@ -158,6 +158,11 @@ class Settings:
         "plain worker: a job's lock lasts at most this (default: the visibility timeout)",
         default=None,
     )
+    stop_grace_seconds: float = _var(
+        "STOP_GRACE_SECONDS",
+        "on SIGTERM/Ctrl-C, how long the running job may take to finish before it is put back",
+        default=25.0,
+    )
     region: str = _var("AWS_REGION", "AWS region (else AWS_DEFAULT_REGION, else us-east-1)", default="")
     default_diarization: str = _var("DEFAULT_DIARIZATION", "diarization when a request does not say", default="")
     default_language: str = _var("DEFAULT_LANGUAGE", "language when a request does not say", default="")
@@ -167,8 +172,9 @@ class Settings:
         for name in ("max_audio_bytes", "max_receive_count", "job_ttl_days"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}", field=name)
-        if self.result_wait_seconds < 0:
-            raise ConfigError("result_wait_seconds must not be negative", field="result_wait_seconds")
+        for name in ("result_wait_seconds", "stop_grace_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative", field=name)
 
     @property
     def defaults(self) -> dict[str, str]:

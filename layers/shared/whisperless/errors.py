@@ -82,6 +82,14 @@ class AudioError(WhisperlessError):
     caller_fault = True
 
 
+class Interrupted(WhisperlessError):
+    """The process is stopping (SIGTERM, Ctrl-C) and the job did not finish in its grace period:
+    it is put back for another attempt, not failed."""
+
+    code = "interrupted"
+    permanent = False
+
+
 class ModelUnavailable(WhisperlessError):
     """A model name or path that cannot be loaded here: the deployment's configuration, not the caller."""
 

@@ -27,18 +27,18 @@ import binascii
 import json
 import logging
 import mimetypes
-import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Settings
+from ..config import Settings, engine_settings
 from ..contract.documents import input_was_bad
 from ..contract.formats import MEDIA_TYPES, RENDERERS
+from ..contract.languages import abilities_from_name, check_supported
 from ..contract.metadata import upload_metadata
-from ..contract.naming import output_keys
+from ..contract.naming import JOB_ID_PATTERN, output_keys
 from ..contract.options import TranscriptionOptions, is_unset
 from ..errors import InvalidParameter
 from . import apikeys, netguard
@@ -65,7 +65,6 @@ POLL_MAX_SECONDS = 2.0
 #: S3 user metadata (names and values) must fit in 2 KB.
 S3_METADATA_LIMIT = 2048
 
-_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 LIST_DEFAULT, LIST_MAX = 20, 100
 #: A job in these states may still write its result: deleting it now would not delete that.
 RUNNING = ("queued", "processing", "retrying")
@@ -107,6 +106,16 @@ def bearer_key(headers: Mapping[str, str]) -> str:
 
 def _lower_keys(headers: Mapping[str, str] | None) -> dict[str, str]:
     return {str(k).lower(): v for k, v in (headers or {}).items()}
+
+
+def payload_too_large() -> ApiError:
+    """API Gateway's payload limit; the way around it is the presigned upload."""
+    return ApiError(
+        413,
+        "payload_too_large",
+        f"the request is over {MAX_BODY_BYTES} bytes: upload large files with POST /v1/uploads",
+        field="file",
+    )
 
 
 # ------------------------------------------------------------------ metadata
@@ -164,8 +173,11 @@ class Api:
         presign_s3=None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        whisper_model: str | None = None,
     ):
         self.settings = settings
+        # What the deployed model can do, from its name (the model itself lives with the transcriber).
+        self.model_abilities = abilities_from_name(whisper_model or engine_settings().whisper_model)
         self.s3 = s3
         self.sqs = sqs
         self.presign_s3 = presign_s3 or s3
@@ -212,6 +224,7 @@ class Api:
         params = contract_params(fields)
         try:
             options = TranscriptionOptions.from_params(params, defaults=self.settings.defaults)
+            check_supported(self.model_abilities, options.language, options.task)
             if "callbackURL" in params:
                 self._check_url(params["callbackURL"], "callbackURL")
         except InvalidParameter as exc:
@@ -255,12 +268,7 @@ class Api:
         """Validate, store (file) or queue (url), then wait for the result a while.
         ``time_left``: seconds the caller may still run (the Lambda context's)."""
         if len(body) > MAX_BODY_BYTES:
-            raise ApiError(
-                413,
-                "payload_too_large",
-                f"the request is over {MAX_BODY_BYTES} bytes: upload large files with POST /v1/uploads",
-                field="file",
-            )
+            raise payload_too_large()
         request = self.job_request(*read_form(body, content_type))
         job_id, bucket, key = self.start_job(client_id, request)
         if "callbackURL" in request.params:
@@ -319,7 +327,7 @@ class Api:
 
     # -- GET /v1/transcriptions/{id} ------------------------------------------------------
     def _own_job(self, client_id: str, job_id: str) -> dict:
-        job = self.jobs.get(job_id) if _JOB_ID.fullmatch(job_id or "") else None
+        job = self.jobs.get(job_id) if JOB_ID_PATTERN.fullmatch(job_id or "") else None
         # Another client's job answers exactly like a missing one: existence is not revealed.
         if not job or job.get("clientId") != client_id:
             raise ApiError(404, "not_found", f"no transcription {job_id!r}", field="id")
@@ -334,7 +342,13 @@ class Api:
         if fmt == "json":
             if document is not None:
                 return Reply(200, document)
-            return pending_reply(job_id, job.get("status", "queued"), http_status=200)
+            status = job.get("status", "queued")
+            reply = pending_reply(job_id, status, http_status=200)
+            # Why a job is being retried (a url whose server is down, S3 failing), while it is.
+            if status == "retrying" and job.get("lastError"):
+                body = {"id": job_id, "status": status, "statusUrl": status_url(job_id), "lastError": job["lastError"]}
+                return Reply(reply.status, body, reply.headers)
+            return reply
         if document is None or document.get("status") != "completed":
             status = (document or job).get("status", "queued")
             raise ApiError(

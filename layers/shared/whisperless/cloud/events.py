@@ -9,12 +9,11 @@ are not audio) becomes a ``Skip`` with its reason, so it is logged, never silent
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
-from ..contract.naming import is_audio_key, is_output
+from ..contract.naming import JOB_ID_PATTERN, is_audio_key, is_output
 from ..errors import WhisperlessError
 
 
@@ -31,7 +30,6 @@ class ObjectJob:
     etag: str | None = None
     version_id: str | None = None
     size: int | None = None
-    raw_key: str | None = None  # the key as the event carried it, when decoding changed it
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,6 @@ class Skip:
 Job = ObjectJob | UrlJob | RequestedJob | Skip
 
 REQUESTED = "Transcription Requested"
-_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def object_job(
@@ -99,16 +96,22 @@ def _require(mapping: Any, *path: str) -> Any:
     return value
 
 
+def event_key(encoded: Any) -> str:
+    """The object key of an S3 event, decoded exactly once. S3 URL-encodes keys in its
+    notifications (AWS documents it: "red flower.jpg" arrives as "red+flower.jpg", a literal "+"
+    as "%2B") and in its EventBridge events alike (LocalStack, whose S3 event tests are recorded
+    against AWS, encodes both; Powertools' EventBridge data class decodes it). Decoding once
+    never guesses: "pl%2Bus.wav" is "pl+us.wav" and "pl+us.wav" is "pl us.wav"."""
+    return unquote_plus(str(encoded))
+
+
 def _from_s3_record(record: dict) -> Job:
     bucket = _require(record, "s3", "bucket", "name")
     obj = _require(record, "s3", "object")
-    # S3 notifications URL-encode keys ('+' for space, %XX for the rest).
-    raw = str(_require(obj, "key"))
-    key = unquote_plus(raw)
+    key = event_key(_require(obj, "key"))
     if not str(record.get("eventName", "ObjectCreated")).startswith("ObjectCreated"):
         return Skip(f"not an object-created event ({record.get('eventName')})", key)
-    job = object_job(bucket, key, obj.get("eTag"), obj.get("versionId"), obj.get("size"))
-    return replace(job, raw_key=raw) if isinstance(job, ObjectJob) and raw != key else job
+    return object_job(bucket, key, obj.get("eTag"), obj.get("versionId"), obj.get("size"))
 
 
 def _from_request(event: dict) -> Job:
@@ -122,7 +125,7 @@ def _from_request(event: dict) -> Job:
         if not isinstance(detail.get(name), str) or not detail[name]:
             raise InvalidEvent(f"Transcription Requested detail is missing {name}")
     job_id = detail.get("jobId") or (f"evt-{event['id']}" if isinstance(event.get("id"), str) else None)
-    if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
+    if not isinstance(job_id, str) or not JOB_ID_PATTERN.fullmatch(job_id):
         raise InvalidEvent("Transcription Requested needs a jobId (letters, digits, '-', '_') or an event id")
     params = {k: v for k, v in detail.items() if k not in ("bucket", "key", "jobId")}
     return RequestedJob(job_id=job_id, bucket=detail["bucket"], key=detail["key"], params=params)
@@ -134,18 +137,14 @@ def _from_eventbridge(event: dict) -> Job:
     if event.get("detail-type") != "Object Created":
         return Skip(f"EventBridge {event.get('detail-type')!r} is not Object Created")
     detail = _require(event, "detail")
-    # Decoded like S3 notification keys; the worker falls back to the key as sent if
-    # no object has the decoded name (a literal '+' in a key sent unencoded).
-    raw = str(_require(detail, "object", "key"))
-    obj = detail["object"]
-    job = object_job(
+    obj = _require(detail, "object")
+    return object_job(
         str(_require(detail, "bucket", "name")),
-        unquote_plus(raw),
+        event_key(_require(obj, "key")),
         obj.get("etag") or obj.get("eTag"),
         obj.get("version-id"),
         obj.get("size"),
     )
-    return replace(job, raw_key=raw) if isinstance(job, ObjectJob) and raw != job.key else job
 
 
 def _from_job_message(message: dict) -> Job:

@@ -43,6 +43,9 @@ from ..errors import InvalidParameter, WhisperlessError
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 PUBLIC_PORTS = frozenset({80, 443, 8080, 8443})
+#: Longer URLs are refused: far beyond what browsers, CDNs and servers take (8 KB), and a job
+#: message carrying one must fit in SQS's message limit.
+MAX_URL_CHARS = 8192
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 #: In-memory responses are capped at this size unless the caller says otherwise.
@@ -82,12 +85,14 @@ class ResponseTooLarge(WhisperlessError):
     """The response body exceeded the caller's ``max_bytes``."""
 
     code = "response_too_large"
+    caller_fault = True  # the url the caller gave serves more than the limit
 
 
 class DownloadFailed(WhisperlessError):
     """The server answered, but not with the file (non-2xx)."""
 
     code = "download_failed"
+    caller_fault = True  # the url the caller gave does not serve the file
 
 
 @dataclass
@@ -259,6 +264,8 @@ def check_url(url: str, *, field: str, allow_loopback: bool = False) -> Resolved
     unless every address it leads to may be contacted."""
     if not isinstance(url, str) or not url:
         raise UnsafeURL("URL is empty", field=field)
+    if len(url) > MAX_URL_CHARS:
+        raise InvalidParameter(f"URL is {len(url)} characters long; at most {MAX_URL_CHARS} are accepted", field=field)
     # urlsplit silently drops some whitespace/control characters; refuse them instead.
     if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
         raise UnsafeURL("URL contains whitespace or control characters", field=field)

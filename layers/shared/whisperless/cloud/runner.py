@@ -20,29 +20,35 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import Settings
 from ..contract.documents import failed_document
+from ..contract.languages import abilities_from_name, check_supported
 from ..contract.metadata import BOOKKEEPING, CALLBACK, JOB_ID, read_metadata, upload_metadata
-from ..contract.naming import job_id_for, result_key
+from ..contract.naming import JOB_ID_PATTERN, job_id_for, result_key
 from ..contract.options import TranscriptionOptions, parse_formats
-from ..errors import AudioError, InvalidParameter, WhisperlessError
+from ..errors import AudioError, Interrupted, InvalidParameter, WhisperlessError
 from .callbacks import Callbacks
 from .context import LambdaContext
 from .eventbus import EventBus, job_event
 from .events import ObjectJob, RequestedJob, Skip, UrlJob
 from .metrics import record_job_metrics
-from .stores import JobStore, ResultStore
+from .stores import JobStore, ResultStore, audio_identity, check_result_key, storage_refusal
 
 log = logging.getLogger(__name__)
 
 #: A job's lock when no Lambda context says otherwise (the function's timeout).
 DEFAULT_JOB_SECONDS = 900.0
+#: Pauses between attempts at a url whose server is down or failing (no connection, a timeout,
+#: 5xx, 408, 429): a server back within a minute is caught, a dead one fails the job after four
+#: attempts in about a minute. (Left to the queue, it was retried for 90 minutes, silently.)
+DOWNLOAD_BACKOFF_SECONDS = (5.0, 15.0, 40.0)
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,13 @@ class Attempt:
 
     job: ObjectJob | UrlJob | RequestedJob
     final: bool = False  # the message's last delivery: a failure now is told to the user
+
+
+class UrlUnreachable(WhisperlessError):
+    """The url's server kept failing (down, timing out, 5xx) through every attempt."""
+
+    code = "url_unreachable"
+    caller_fault = True
 
 
 class GaveUp(WhisperlessError):
@@ -64,7 +77,9 @@ class GaveUp(WhisperlessError):
 
 
 def error_summary(exc: BaseException) -> dict[str, str]:
-    """{code, message} for an infrastructure failure: the AWS error code when there is one."""
+    """{code, message} for a failure: ours, or the AWS error code when there is one."""
+    if isinstance(exc, WhisperlessError):
+        return {"code": exc.code, "message": exc.message[:500]}
     response = getattr(exc, "response", None)
     code = (response or {}).get("Error", {}).get("Code") if isinstance(response, dict) else None
     return {"code": str(code or type(exc).__name__), "message": str(exc)[:500] or type(exc).__name__}
@@ -82,8 +97,13 @@ class JobRunner:
         events=None,
         callback_sleep: Callable[[float], None] = time.sleep,
         callback_timeout: tuple[float, float] = (5, 15),
+        download_backoff: Sequence[float] = DOWNLOAD_BACKOFF_SECONDS,
     ):
         self.s3 = s3
+        self.download_backoff = tuple(download_backoff)
+        # Set when the process is stopping and the running job's grace period is over: the engine
+        # stops at its next checkpoint and the job is put back (Interrupted), not failed.
+        self.stopping = threading.Event()
         self.settings = settings
         self.jobs = JobStore(dynamodb.Table(settings.jobs_table), ttl_days=settings.job_ttl_days)
         self.results = ResultStore(s3)
@@ -105,6 +125,10 @@ class JobRunner:
         )
         self._url_runner = self._idempotent(self._process_url, "job.job_id", "url")
         self._request_runner = self._idempotent(self._process_request, "job.job_id", "requested")
+
+    def interrupt(self) -> None:
+        """Stop the running job at the engine's next checkpoint (seconds); its message comes back."""
+        self.stopping.set()
 
     @property
     def engine(self):
@@ -169,26 +193,56 @@ class JobRunner:
         job = attempt.job
         assert isinstance(job, ObjectJob)
         bucket = job.bucket
-        found = self._head(bucket, job.key) or (job.raw_key and self._head(bucket, job.raw_key))
-        if not found:
-            log.warning("object %s/%s is gone; nothing to transcribe", bucket, job.key)
-            return {"status": "skipped", "reason": "object no longer exists", "key": job.key}
-        key, head = found
+        key = job.key
+        head = self._head(bucket, key)
+        if head is None:
+            log.warning("object %s/%s is gone; nothing to transcribe", bucket, key)
+            return {"status": "skipped", "reason": "object no longer exists", "key": key}
         metadata = read_metadata(head.get("Metadata", {}))
-        job_id = metadata.get(JOB_ID) or job_id_for(bucket, key, job.etag, job.version_id)
+        job_id = self._job_id(job, metadata)
         source = {"bucket": bucket, "key": key}
         callback_url = metadata.get(CALLBACK)
-        self.jobs.start(job_id, bucket=bucket, key=key, params=_public_params(metadata))
+        audio = audio_identity(head)
+        previous = self.jobs.start(job_id, bucket=bucket, key=key, params=_public_params(metadata))
         try:
+            check_result_key(key)  # no room for <key>.json: refused before any work
+            written = self.results.written(bucket, key, job_id=job_id, audio=audio)
+            if written is not None:
+                # Redelivered after its result was written (a crash or a timeout before the job's
+                # end): the result is re-read, not recomputed, and a callback already made is not
+                # made again.
+                log.info("job %s: its result is already written; finishing the job", job_id)
+                document, stored = written
+                return self._conclude(job_id, bucket, key, document, callback_url, stored=stored, previous=previous)
             document = self._result_for_object(job_id, bucket, key, head, metadata, source)
-            return self._conclude(job_id, bucket, key, document, callback_url, _formats(metadata))
+            return self._conclude(job_id, bucket, key, document, callback_url, _formats(metadata), audio=audio)
         except Exception as exc:
+            refusal = storage_refusal(exc)
+            if refusal is not None:  # S3 will refuse it however often it is retried: end the job now
+                return self._conclude(job_id, bucket, key, failed_document(job_id, refusal, source), callback_url)
             self._attempt_failed(job_id, bucket, key, exc, callback_url, source, attempt.final)
             raise  # the message comes back, or after its last delivery moves to the DLQ
 
-    def _head(self, bucket: str, key: str) -> tuple[str, dict] | None:
+    def _job_id(self, job: ObjectJob, metadata: dict[str, str]) -> str:
+        """The job an upload belongs to. The API names it in the object's metadata (``jobid``), but
+        metadata is whatever the uploader sent: the name is honoured only for the key the job was
+        created for (its record says), so an upload cannot take over someone else's job."""
+        claimed = metadata.get(JOB_ID)
+        if claimed:
+            record = self.jobs.get(claimed) if JOB_ID_PATTERN.fullmatch(claimed) else None
+            if record is not None and (record.get("bucket"), record.get("key")) == (job.bucket, job.key):
+                return claimed
+            log.warning(
+                "object %s/%s names job %r, which was not created for this key: it is a job of its own",
+                job.bucket,
+                job.key,
+                claimed[:128],
+            )
+        return job_id_for(job.bucket, job.key, job.etag, job.version_id)
+
+    def _head(self, bucket: str, key: str) -> dict | None:
         try:
-            return key, self.s3.head_object(Bucket=bucket, Key=key)
+            return self.s3.head_object(Bucket=bucket, Key=key)
         except self.s3.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
@@ -197,6 +251,8 @@ class JobRunner:
     def _result_for_object(self, job_id, bucket, key, head, metadata, source) -> dict:
         try:
             options = TranscriptionOptions.from_params(metadata, defaults=self.settings.defaults)
+            # Before the download: a language or task the model cannot do fails the same way later.
+            check_supported(abilities_from_name(self.engine.whisper_model), options.language, options.task)
             size = int(head.get("ContentLength", 0))
             if size > self.settings.max_audio_bytes:
                 raise AudioError(
@@ -210,7 +266,9 @@ class JobRunner:
             local = Path(tmp) / f"audio{suffix}"
             self.s3.download_file(bucket, key, str(local))  # streams to disk; errors propagate (retry)
             try:
-                result = self.engine.process(local, options, job_id=job_id, source=source)
+                result = self.engine.process(local, options, job_id=job_id, source=source, cancel=self.stopping.is_set)
+            except Interrupted:
+                raise  # not the job's failure: it is put back
             except WhisperlessError as exc:
                 log.info("job %s failed: %s", job_id, exc.message)
                 return failed_document(job_id, exc, source)
@@ -233,16 +291,24 @@ class JobRunner:
         metadata = upload_metadata(job_id, params)
         callback_url = metadata.get(CALLBACK)
         source = {"bucket": bucket, "key": key}
-        self.jobs.start(job_id, bucket=bucket, key=key, params=_public_params(metadata))
+        previous = self.jobs.start(job_id, bucket=bucket, key=key, params=_public_params(metadata))
         try:
-            found = self._head(bucket, key)
-            if found is None:
+            check_result_key(key)
+            head = self._head(bucket, key)
+            if head is None:
                 missing = AudioError(f"no object {key!r} in the bucket", code="file_not_found", field="key")
-                document = failed_document(job_id, missing, source)
-            else:
-                document = self._result_for_object(job_id, bucket, key, found[1], metadata, source)
-            return self._conclude(job_id, bucket, key, document, callback_url, _formats(metadata))
+                return self._conclude(job_id, bucket, key, failed_document(job_id, missing, source), callback_url)
+            audio = audio_identity(head)
+            written = self.results.written(bucket, key, job_id=job_id, audio=audio)
+            if written is not None:  # redelivered after its result was written: finish, do not redo
+                document, stored = written
+                return self._conclude(job_id, bucket, key, document, callback_url, stored=stored, previous=previous)
+            document = self._result_for_object(job_id, bucket, key, head, metadata, source)
+            return self._conclude(job_id, bucket, key, document, callback_url, _formats(metadata), audio=audio)
         except Exception as exc:
+            refusal = storage_refusal(exc)
+            if refusal is not None:  # S3 will refuse it however often it is retried: end the job now
+                return self._conclude(job_id, bucket, key, failed_document(job_id, refusal, source), callback_url)
             self._attempt_failed(job_id, bucket, key, exc, callback_url, source, attempt.final)
             raise
 
@@ -257,22 +323,27 @@ class JobRunner:
         callback_url = metadata.get(CALLBACK)
         source = {"url": job.url}
         try:
-            with tempfile.TemporaryDirectory(prefix="whisperless-") as tmp:
-                local = Path(tmp) / "download"
-                try:
-                    netguard.download(
-                        job.url,
-                        local,
-                        max_bytes=self.settings.max_audio_bytes,
-                        field="url",
-                        allow_loopback=self.settings.allow_local_callbacks,
-                    )
-                except (netguard.UnsafeURL, netguard.DownloadFailed, netguard.ResponseTooLarge) as exc:
-                    if getattr(exc, "permanent", True):
+            written = self.results.written(bucket, key, job_id=job_id, audio=None)
+            if written is not None:  # the url failed for good on an earlier attempt
+                document, stored = written
+                previous = self.jobs.get(job_id)
+                return self._conclude(job_id, bucket, key, document, callback_url, stored=stored, previous=previous)
+            head = self._head(bucket, key)
+            if head is None or read_metadata(head.get("Metadata", {})).get(JOB_ID) != job_id:
+                with tempfile.TemporaryDirectory(prefix="whisperless-") as tmp:
+                    local = Path(tmp) / "download"
+                    try:
+                        self._download(job, local)
+                    except (
+                        netguard.UnsafeURL,
+                        netguard.DownloadFailed,
+                        netguard.ResponseTooLarge,
+                        UrlUnreachable,
+                    ) as exc:
                         return self._conclude(job_id, bucket, key, failed_document(job_id, exc, source), callback_url)
-                    raise
-                self.s3.upload_file(str(local), bucket, key, ExtraArgs={"Metadata": metadata})
-            head = self.s3.head_object(Bucket=bucket, Key=key)
+                    self.s3.upload_file(str(local), bucket, key, ExtraArgs={"Metadata": metadata})
+                head = self.s3.head_object(Bucket=bucket, Key=key)
+            # else: fetched on an earlier attempt, which did not get to the end
         except Exception as exc:
             self._attempt_failed(job_id, bucket, key, exc, callback_url, source, attempt.final)
             raise
@@ -281,6 +352,35 @@ class JobRunner:
         # and whether this is the message's last delivery carry over.
         uploaded = ObjectJob(bucket=bucket, key=key, etag=head["ETag"].strip('"'), version_id=head.get("VersionId"))
         return self._run(Attempt(uploaded, attempt.final), self._url_runner[0].lambda_context)
+
+    def _download(self, job: UrlJob, local: Path) -> None:
+        """GET the job's url into ``local``. A passing failure (no connection, a timeout, 5xx, 408,
+        429) is tried again after a pause, a few times within about a minute, each failure on the
+        job record (``GET`` shows it); then the job fails for good (:class:`UrlUnreachable`). The
+        count lives on the record, so a redelivered job does not start over."""
+        from . import netguard
+
+        attempts = len(self.download_backoff) + 1
+        done = int((self.jobs.get(job.job_id) or {}).get("downloadAttempts", 0))
+        last = "no attempt left"
+        for attempt in range(done + 1, attempts + 1):
+            try:
+                netguard.download(
+                    job.url,
+                    local,
+                    max_bytes=self.settings.max_audio_bytes,
+                    field="url",
+                    allow_loopback=self.settings.allow_local_callbacks,
+                )
+                return
+            except (netguard.FetchError, netguard.DownloadFailed) as exc:
+                if exc.permanent:
+                    raise
+                last = exc.message
+                self._record_retry(job.job_id, exc, download_attempts=attempt)
+                if attempt < attempts and self.stopping.wait(self.download_backoff[attempt - 1]):
+                    raise Interrupted("the worker is stopping; the job is put back for another attempt") from exc
+        raise UrlUnreachable(f"the url failed {attempts} attempts; the last: {last}", field="url")
 
     # -- the one ending ----------------------------------------------------------------------
     def _conclude(
@@ -291,18 +391,47 @@ class JobRunner:
         document: dict,
         callback_url: str | None,
         formats: tuple[str, ...] = (),
+        *,
+        audio: dict | None = None,
+        final: bool = True,
+        stored: dict | None = None,
+        previous: dict | None = None,
     ) -> dict:
-        """Every job ends here: write the renderings asked for, then the result (one PUT each:
-        all or nothing; the result last, so whoever sees it finds the renderings), finish the job
-        record, publish the job's event, call back. Only the writes may raise: after them, the
-        result is what clients read first, so a lost record, event or callback outcome must not
-        make the job run (and write) again."""
-        if document.get("status") == "completed" and formats:
-            self.results.write_sidecars(bucket, key, document, formats)
-        self.results.write(bucket, key, document)
-        self._finish_record(job_id, document)
+        """Every job ends here, in steps that each happen once across redeliveries:
+
+            renderings asked for, then the result written (one PUT each, all or nothing; the
+            result last, so whoever sees it finds the renderings; its object metadata names the
+            job and the audio it is for) -> job record finished (with the result's ETag) -> the
+            job's event published (recorded on the job record) -> callback made (recorded with
+            the ETag of the result it carried)
+
+        ``stored``/``previous``: the result an earlier attempt already wrote, and the job record as
+        that attempt left it; then nothing is written again, and a callback already made for that
+        result is not made again. ``final=False``: a document a redrive should replace
+        (``retries_exhausted``). Only the writes may raise: after them, the result is what clients
+        read first, so a lost record, event or callback outcome must not make the job run again.
+        A write S3 refuses for good (a key too long for its result) is not retried either: the
+        job record and the callback say why, since there is nowhere next to the audio to say it."""
+        if stored is None:
+            try:
+                if document.get("status") == "completed" and formats:
+                    self.results.write_sidecars(bucket, key, document, formats)
+                stored = self.results.write(bucket, key, document, job_id=job_id, audio=audio, final=final)
+            except Exception as exc:
+                refusal = storage_refusal(exc)
+                if refusal is None:
+                    raise
+                log.error("job %s: the result cannot be stored: %s", job_id, refusal.message)
+                if document.get("status") != "failed":
+                    document = failed_document(job_id, refusal, document.get("source"))
+        self._finish_record(job_id, document, stored)
         event = self._publish_event(job_id, bucket, key, document)
-        delivery = self._call_back(callback_url, job_id, document)
+        made = (previous or {}).get("callback")
+        if stored is not None and made and made.get("resultEtag") == stored["etag"]:
+            log.info("job %s: its callback was already made; not made again", job_id)
+            delivery: dict | None = made
+        else:
+            delivery = self._call_back(callback_url, job_id, document, stored)
         log.info("job %s %s: %s", job_id, document["status"], result_key(key))
         return {
             "status": document["status"],
@@ -353,15 +482,15 @@ class JobRunner:
         document, callback) before the message moves to the dead-letter queue. A redrive from
         there redoes the job and replaces the document. Best effort: what failed may be S3 itself."""
         self._record_retry(job_id, exc)
-        if not final:
+        if not final or isinstance(exc, Interrupted):  # a stopping worker is no reason to give up
             return
         document = failed_document(job_id, GaveUp(exc, self.settings.max_receive_count), source)
         try:
-            self._conclude(job_id, bucket, key, document, callback_url)
+            self._conclude(job_id, bucket, key, document, callback_url, final=False)
         except Exception:  # noqa: BLE001
             log.exception("job %s: could not write the failed document; the DLQ holds the message", job_id)
 
-    def _finish_record(self, job_id: str, document: dict) -> None:
+    def _finish_record(self, job_id: str, document: dict, stored: dict | None) -> None:
         try:
             self.jobs.finish(
                 job_id,
@@ -369,23 +498,19 @@ class JobRunner:
                 timings=document.get("timings"),
                 error=document.get("error"),
                 duration=document.get("duration"),
+                result=stored,
             )
         except Exception:  # noqa: BLE001
             log.exception("job %s: result written, but the job record could not be updated", job_id)
         if self.metrics is not None:
             record_job_metrics(self.metrics, document)
 
-    def _record_retry(self, job_id: str, exc: BaseException) -> None:
+    def _record_retry(self, job_id: str, exc: BaseException, *, download_attempts: int | None = None) -> None:
         """Why this attempt failed, on the job record (best effort: DynamoDB may be what failed)."""
         reason = error_summary(exc)
-        log.error(
-            "job %s: attempt failed (%s: %s); the message will be redelivered",
-            job_id,
-            reason["code"],
-            reason["message"],
-        )
+        log.error("job %s: attempt failed (%s: %s); it will be retried", job_id, reason["code"], reason["message"])
         try:
-            self.jobs.record_retry(job_id, reason)
+            self.jobs.record_retry(job_id, reason, download_attempts=download_attempts)
         except Exception as record_exc:  # noqa: BLE001
             log.error(
                 "job %s: could not record the failure on the job record: %s",
@@ -393,10 +518,12 @@ class JobRunner:
                 error_summary(record_exc)["message"],
             )
 
-    def _call_back(self, url: str | None, job_id: str, document: dict) -> dict | None:
+    def _call_back(self, url: str | None, job_id: str, document: dict, stored: dict | None) -> dict | None:
         if not url:
             return None
         outcome = self.callbacks.send(url, job_id, document, self.settings)
+        if stored is not None:
+            outcome["resultEtag"] = stored["etag"]  # which result this callback carried
         try:
             self.jobs.record_callback(job_id, outcome)
         except Exception:  # noqa: BLE001 - the result is written; a lost record must not redo the job

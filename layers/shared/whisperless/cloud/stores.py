@@ -10,9 +10,64 @@ from typing import Any
 
 from ..contract.formats import MEDIA_TYPES, RENDERERS
 from ..contract.naming import REDACTED_AUDIO_SUFFIX, UNREDACTED_SUFFIX, output_key, result_key, sidecar_key
+from ..errors import WhisperlessError
 
 #: The jobs table's index of a client's jobs by creation time (template.yaml JobsTable).
 CLIENT_INDEX = "byClient"
+
+
+#: S3's limit on an object key, in UTF-8 bytes.
+MAX_KEY_BYTES = 1024
+#: S3 error codes that the same request meets again however often it is retried.
+PERMANENT_S3_ERRORS = frozenset(
+    {
+        "KeyTooLongError",
+        "InvalidArgument",
+        "InvalidRequest",
+        "InvalidObjectState",  # an archived (Glacier) object: it must be restored first
+        "EntityTooLarge",
+        "MetadataTooLarge",
+        "InvalidStorageClass",
+    }
+)
+
+
+class KeyTooLong(WhisperlessError):
+    """The audio's key leaves no room for its result (``<key>.json``) within S3's 1024 bytes."""
+
+    code = "key_too_long"
+    caller_fault = True
+
+
+class StorageRefused(WhisperlessError):
+    """S3 refused a request for good: retrying it would fail the same way."""
+
+    code = "storage_refused"
+
+
+def storage_refusal(exc: BaseException) -> WhisperlessError | None:
+    """The error to report for an S3 failure that no retry can fix, or None for a passing one."""
+    if isinstance(exc, (KeyTooLong, StorageRefused)):
+        return exc
+    response = getattr(exc, "response", None)
+    code = (response or {}).get("Error", {}).get("Code") if isinstance(response, dict) else None
+    if code not in PERMANENT_S3_ERRORS:
+        return None
+    if code == "KeyTooLongError":
+        return KeyTooLong(f"S3 refused the key as too long: {exc}", field="key")
+    return StorageRefused(f"S3 refused the request ({code}): {exc}")
+
+
+def check_result_key(audio_key: str) -> None:
+    """Raise :class:`KeyTooLong` when ``<audio_key>.json`` cannot exist in S3."""
+    size = len(result_key(audio_key).encode("utf-8"))
+    if size > MAX_KEY_BYTES:
+        raise KeyTooLong(
+            f"the key is {size - len(result_key('').encode())} bytes: its result ({result_key('...')}) would be "
+            f"{size} bytes, over S3's limit of {MAX_KEY_BYTES}; use a key of at most "
+            f"{MAX_KEY_BYTES - len(result_key('').encode())} bytes",
+            field="key",
+        )
 
 
 def _now() -> str:
@@ -69,7 +124,7 @@ class JobStore:
         *,
         keep_first: dict[str, Any] | None = None,
         increment: str | None = None,
-    ) -> None:
+    ) -> dict:
         """SET every name in ``sets``; ``keep_first`` only if absent; ``increment`` += 1.
         Every name goes through a placeholder: DynamoDB reserves words like status and duration."""
         names, values, clauses = {}, {}, []
@@ -84,16 +139,19 @@ class JobStore:
             names["#inc"] = increment
             values[":zero"], values[":one"] = 0, 1
             clauses.append("#inc = if_not_exists(#inc, :zero) + :one")
-        self.table.update_item(
+        reply = self.table.update_item(
             Key={"id": job_id},
             UpdateExpression="SET " + ", ".join(clauses),
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=_dynamo(values),
+            ReturnValues="ALL_OLD",
         )
+        return _plain(reply.get("Attributes") or {})
 
-    def start(self, job_id: str, *, bucket: str, key: str, params: dict) -> None:
+    def start(self, job_id: str, *, bucket: str, key: str, params: dict) -> dict:
+        """An attempt starts; returns the record as it was before (empty for a new job)."""
         now = _now()
-        self._update(
+        return self._update(
             job_id,
             {
                 "status": "processing",
@@ -116,16 +174,21 @@ class JobStore:
         timings: dict | None = None,
         error: dict | None = None,
         duration: float | None = None,
+        result: dict | None = None,
     ) -> None:
+        """The job's result is written (``result``: its key and ETag), or could not be stored."""
         sets: dict[str, Any] = {"status": status, "updatedAt": _now(), "finishedAt": _now()}
-        for name, value in (("timings", timings), ("error", error), ("duration", duration)):
+        for name, value in (("timings", timings), ("error", error), ("duration", duration), ("result", result)):
             if value is not None:
                 sets[name] = value
         self._update(job_id, sets)
 
-    def record_retry(self, job_id: str, error: dict) -> None:
-        """An attempt failed on our side and the job will be retried: say why."""
-        self._update(job_id, {"status": "retrying", "lastError": {**error, "at": _now()}, "updatedAt": _now()})
+    def record_retry(self, job_id: str, error: dict, *, download_attempts: int | None = None) -> None:
+        """An attempt failed on our side (or the url's server did) and will be retried: say why."""
+        sets: dict[str, Any] = {"status": "retrying", "lastError": {**error, "at": _now()}, "updatedAt": _now()}
+        if download_attempts is not None:
+            sets["downloadAttempts"] = download_attempts
+        self._update(job_id, sets)
 
     def record_callback(self, job_id: str, delivery: dict) -> None:
         self._update(job_id, {"callback": delivery, "updatedAt": _now()})
@@ -159,16 +222,42 @@ class JobStore:
 
 
 class ResultStore:
-    """The result document next to the audio: one PUT, so never half-written."""
+    """The result document next to the audio: one PUT, so never half-written. Its own metadata
+    says which job wrote it, for which audio (ETag, version), and whether it is final, so a
+    redelivered job finds its written result without a second record that could lag behind."""
 
     def __init__(self, s3):
         self.s3 = s3
 
-    def write(self, bucket: str, audio_key: str, document: dict) -> str:
+    def write(
+        self, bucket: str, audio_key: str, document: dict, *, job_id: str, audio: dict | None, final: bool = True
+    ) -> dict:
+        """PUT the document; returns ``{"key", "etag"}`` of the result object."""
+        check_result_key(audio_key)
         key = result_key(audio_key)
         body = json.dumps(document, ensure_ascii=False).encode()
-        self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
-        return key
+        reply = self.s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=body,
+            ContentType="application/json",
+            Metadata=_written_by(job_id, audio, final),
+        )
+        return {"key": key, "etag": str(reply.get("ETag", "")).strip('"')}
+
+    def written(self, bucket: str, audio_key: str, *, job_id: str, audio: dict | None) -> tuple[dict, dict] | None:
+        """``(document, {"key", "etag"})`` when this job already wrote its final result for this
+        very audio, else None."""
+        key = result_key(audio_key)
+        try:
+            reply = self.s3.get_object(Bucket=bucket, Key=key)
+        except self.s3.exceptions.NoSuchKey:
+            return None
+        with reply["Body"] as body:
+            if reply.get("Metadata", {}) != _written_by(job_id, audio, final=True):
+                return None
+            document = json.loads(body.read())
+        return document, {"key": key, "etag": str(reply.get("ETag", "")).strip('"')}
 
     def write_extras(self, bucket: str, audio_key: str, unredacted: dict | None, redacted_audio: bytes | None) -> None:
         """The extra outputs a job asked for, next to the audio (written before the result, which
@@ -201,8 +290,21 @@ class ResultStore:
         return keys
 
     def read(self, bucket: str, audio_key: str) -> dict | None:
+        """The result document next to ``audio_key``, or None."""
         try:
             body = self.s3.get_object(Bucket=bucket, Key=result_key(audio_key))["Body"].read()
         except self.s3.exceptions.NoSuchKey:
             return None
         return json.loads(body)
+
+
+def audio_identity(head: dict) -> dict:
+    """Which audio a result is for: the object's ETag and version (None when unversioned)."""
+    return {"etag": str(head.get("ETag", "")).strip('"'), "version": head.get("VersionId")}
+
+
+def _written_by(job_id: str, audio: dict | None, final: bool) -> dict[str, str]:
+    """The result object's user metadata (S3 lower-cases the names; empty values are left out)."""
+    audio = audio or {}
+    values = {"jobid": job_id, "audio-etag": audio.get("etag"), "audio-version": audio.get("version")}
+    return {**{name: value for name, value in values.items() if value}, "final": "true" if final else "false"}

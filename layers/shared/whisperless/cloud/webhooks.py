@@ -47,7 +47,7 @@ def new_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
-def _check_secret(secret: str) -> None:
+def check_secret(secret: str) -> None:
     """The library decodes leniently (any text becomes some key): refuse what is not base64."""
     encoded = secret[len(SECRET_PREFIX) :] if secret.startswith(SECRET_PREFIX) else secret
     try:
@@ -60,7 +60,7 @@ def _check_secret(secret: str) -> None:
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
     """The three Standard Webhooks headers for ``body``, signed by the ``standardwebhooks`` library."""
-    _check_secret(secret)
+    check_secret(secret)
     when = datetime.fromtimestamp(int(timestamp), tz=UTC)
     return {
         "webhook-id": msg_id,
@@ -132,7 +132,7 @@ def deliver(
     delivery problems: the outcome is in the returned :class:`Delivery`."""
     try:
         body = json.dumps(document, separators=(",", ":"), allow_nan=False).encode("utf-8")
-        _check_secret(secret)
+        check_secret(secret)
     except (TypeError, ValueError) as exc:
         return Delivery(False, 0, None, f"cannot send callback: {exc}", _now_iso())
     try:

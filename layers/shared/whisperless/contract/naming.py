@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 RESULT_SUFFIX = ".json"
 #: Written next to the result on request (redactionOutput, redactAudio), before it.
@@ -17,6 +18,10 @@ AUDIO_EXTENSIONS = frozenset(
     ".wav .wave .mp3 .m4a .mp4 .m4v .aac .flac .ogg .oga .opus .webm .weba .mkv .mka .mov .wma .amr "
     ".3gp .mpeg .mpga .mpg .aif .aiff .caf .ts .audio".split()
 )
+
+
+#: Job ids: the API's (uuid4 hex), derived ones (``s3-...``); anything else names no job.
+JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
 def result_key(audio_key: str) -> str:

@@ -13,11 +13,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import InvalidParameter
-from .languages import LANGUAGES
+from .languages import WHISPER_LANGUAGES, normalize_language
 from .redaction import REDACTION_OUTPUTS, SUPPORTED_ENTITIES, parse_entities, parse_redaction_output
 
-# Whisper's language codes, kept in .languages so validation needs no model.
-WHISPER_LANGUAGES = frozenset(LANGUAGES)
 TASKS = ("transcribe", "translate")
 MAX_SPEAKERS = 20
 #: Renderings that may be written next to the audio besides <key>.json (``formats``).
@@ -51,9 +49,10 @@ def parse_bool(value: Any, field: str) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
-    if text in ("true", "1", "yes"):
+    # "on": what an HTML checkbox sends when ticked (and nothing when not).
+    if text in ("true", "1", "yes", "on"):
         return True
-    if text in ("false", "0", "no"):
+    if text in ("false", "0", "no", "off"):
         return False
     raise InvalidParameter(f"{field} must be true or false, got {value!r}", field=field)
 
@@ -115,10 +114,8 @@ class TranscriptionOptions:
         if self.task not in TASKS:
             raise InvalidParameter(f"task must be one of {', '.join(TASKS)}, got {self.task!r}", field="task")
         if self.language is not None and self.language not in WHISPER_LANGUAGES:
-            raise InvalidParameter(
-                f"language {self.language!r} is not a language Whisper knows (use an ISO-639-1 code such as 'en')",
-                field="language",
-            )
+            # from_params normalises what users send; here only Whisper's own codes are valid.
+            raise InvalidParameter(f"language {self.language!r} is not a Whisper language code", field="language")
         if self.min_speakers and self.max_speakers and self.min_speakers > self.max_speakers:
             raise InvalidParameter(
                 f"minSpeakers ({self.min_speakers}) is greater than maxSpeakers ({self.max_speakers})",
@@ -158,7 +155,7 @@ class TranscriptionOptions:
             if name in merged:
                 kwargs[_FIELDS[name]] = parse_speakers(merged[name], name)
         if "language" in merged:
-            kwargs["language"] = str(merged["language"]).strip().lower()
+            kwargs["language"] = normalize_language(merged["language"])
         if "task" in merged:
             kwargs["task"] = str(merged["task"]).strip().lower()
         if "initialPrompt" in merged:

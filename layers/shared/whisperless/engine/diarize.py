@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ..contract.options import TranscriptionOptions
@@ -19,7 +21,10 @@ def _turns(annotation) -> list[Turn]:
     )
 
 
-def diarize(pipeline, audio: np.ndarray, options: TranscriptionOptions) -> Diarization:
+def diarize(
+    pipeline, audio: np.ndarray, options: TranscriptionOptions, hook: Callable[..., None] | None = None
+) -> Diarization:
+    """``hook``: called by pyannote after each step and embedding batch (raising from it stops the run)."""
     import torch
 
     hints = {}
@@ -32,7 +37,7 @@ def diarize(pipeline, audio: np.ndarray, options: TranscriptionOptions) -> Diari
             hints["max_speakers"] = options.max_speakers
     # In-memory input: pyannote never re-reads or re-decodes the file.
     waveform = torch.from_numpy(audio).unsqueeze(0)
-    output = pipeline({"waveform": waveform, "sample_rate": SAMPLE_RATE}, **hints)
+    output = pipeline({"waveform": waveform, "sample_rate": SAMPLE_RATE}, hook=hook, **hints)
     regular = getattr(output, "speaker_diarization", output)
     exclusive = getattr(output, "exclusive_speaker_diarization", regular)
     return Diarization(turns=_turns(regular), exclusive=_turns(exclusive))

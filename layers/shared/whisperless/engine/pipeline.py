@@ -15,7 +15,7 @@ import copy
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +24,16 @@ from typing import Any
 import numpy as np
 
 from ..config import EngineSettings, engine_settings
+from ..contract.languages import abilities_from_name, check_supported
 from ..contract.options import TranscriptionOptions
+from ..errors import Interrupted
 from . import models
 from .audio import SAMPLE_RATE, decode_audio, wav_bytes
 from .diarize import diarize
 from .document import completed_document, rounded_timings
 from .merge import assign_speakers
 from .segments import sentence_segments
-from .whisper import check_model_supports, text_tokens, transcribe
+from .whisper import loaded_abilities, text_tokens, transcribe
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +67,10 @@ class Engine:
         *,
         job_id: str | None = None,
         source: Any = None,
+        cancel: Callable[[], bool] | None = None,
     ) -> dict[str, Any]:
         """The result document (redacted when the options ask for it)."""
-        return self.process(audio, options, job_id=job_id, source=source).document
+        return self.process(audio, options, job_id=job_id, source=source, cancel=cancel).document
 
     def process(
         self,
@@ -76,9 +79,13 @@ class Engine:
         *,
         job_id: str | None = None,
         source: Any = None,
+        cancel: Callable[[], bool] | None = None,
     ) -> EngineResult:
-        """The result document and any extra outputs the options ask for."""
+        """The result document and any extra outputs the options ask for. ``cancel``: asked
+        between stages and pieces of work (decoded windows, embedding batches); when it answers
+        true the run stops there with :class:`Interrupted`."""
         options = options or TranscriptionOptions()
+        checkpoint = _checkpoint(cancel)
         job_id = job_id or uuid.uuid4().hex
         timings: dict[str, float] = {}
 
@@ -90,9 +97,9 @@ class Engine:
             finally:
                 timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
 
-        # Refuse options the model cannot honour before any expensive work. Whisper's
-        # English-only models are the ".en" ones; the loaded model re-checks exactly.
-        check_model_supports(not Path(self.whisper_model).name.endswith(".en"), options)
+        # Refuse options the model cannot honour before any expensive work (from its name);
+        # the loaded model re-checks exactly (its own language tokens).
+        check_supported(abilities_from_name(self.whisper_model), options.language, options.task)
 
         if not isinstance(audio, np.ndarray):
             with stage("decode"):
@@ -101,10 +108,11 @@ class Engine:
 
         diarization = None
         if options.diarization:
+            checkpoint()
             with stage("load_diarization"):
                 pipeline = models.load_diarization(self.diarization_model, self.settings)
             with stage("diarize"):
-                diarization = diarize(pipeline, audio, options)
+                diarization = diarize(pipeline, audio, options, checkpoint)
 
         # Like diarization, the optional steps' models load before Whisper's: a missing one
         # fails the job before the transcription is paid for.
@@ -121,8 +129,10 @@ class Engine:
 
         with stage("load_whisper"):
             whisper = models.load_whisper(self.whisper_model, self.settings)
+        check_supported(loaded_abilities(whisper, self.whisper_model), options.language, options.task)
+        checkpoint()
         with stage("transcribe"):
-            transcript = transcribe(whisper, audio, options, self.settings)
+            transcript = transcribe(whisper, audio, options, self.settings, checkpoint)
 
         segments = transcript.segments
         if diarization is not None:
@@ -168,3 +178,13 @@ class Engine:
             result.unredacted["timings"] = dict(document["timings"])
         log.info("job %s: %.1f s of audio in %.2f s", job_id, duration, timings["total"])
         return result
+
+
+def _checkpoint(cancel: Callable[[], bool] | None) -> Callable[..., None]:
+    """A function the stages call between pieces of work: raises Interrupted once ``cancel`` says so."""
+
+    def checkpoint(*_ignored: Any, **_also: Any) -> None:  # also pyannote's hook(step, artifact, ...)
+        if cancel is not None and cancel():
+            raise Interrupted("the worker is stopping; the job is put back for another attempt")
+
+    return checkpoint

@@ -2,36 +2,76 @@
 
 from __future__ import annotations
 
+import logging
+import zlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ..config import EngineSettings
+from ..contract.languages import WHISPER_LANGUAGE_ORDER, ModelAbilities
 from ..contract.options import TranscriptionOptions
-from ..errors import InvalidParameter
 from .audio import SAMPLE_RATE
 from .types import Decoding, Segment, Transcript, Word
 
 # Batched inference pays off on long audio (BENCHMARKS.md: 1.5x at 1 min, 2.3x at 10 and 60 min on
 # 2 CPU cores, same or better WER); short clips stay sequential (EngineSettings.batched_min_seconds).
 CPU_BATCH_SIZE, CUDA_BATCH_SIZE = 4, 8
+# faster-whisper's own measure of a decoding stuck in a loop (its compression_ratio_threshold):
+# text that zlib shrinks more than this is repetition, not speech. It re-decodes such a window at
+# higher temperatures, but keeps the loop when every temperature loops (base on English speech
+# told it is Korean: "안녕하세요." 21 times).
+COMPRESSION_RATIO_LIMIT = 2.4
+WINDOW_SECONDS = 30.0  # Whisper's window: the span the limit is meant for
+
+log = logging.getLogger(__name__)
 
 
-def check_model_supports(multilingual: bool, options: TranscriptionOptions) -> None:
-    """English-only models can neither translate nor transcribe other languages: say so."""
-    if multilingual:
-        return
-    if options.task == "translate":
-        raise InvalidParameter("task 'translate' needs a multilingual model; this model is English-only", field="task")
-    if options.language not in (None, "en"):
-        raise InvalidParameter(
-            f"language {options.language!r} needs a multilingual model; this model is English-only",
-            field="language",
-        )
+def loaded_abilities(model, name: str) -> ModelAbilities:
+    """What the loaded model can do: English only, or the languages its tokenizer has a token for."""
+    if not model.model.is_multilingual:
+        return ModelAbilities(name, frozenset({"en"}))
+    tokenizer = model.hf_tokenizer
+    return ModelAbilities(
+        name, frozenset(code for code in WHISPER_LANGUAGE_ORDER if tokenizer.token_to_id(f"<|{code}|>") is not None)
+    )
 
 
-def transcribe(model, audio: np.ndarray, options: TranscriptionOptions, settings: EngineSettings) -> Transcript:
-    check_model_supports(model.model.is_multilingual, options)
+def compression_ratio(text: str) -> float:
+    """Text bytes over zlib-compressed bytes, as faster-whisper measures it."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def drop_runaway_repetition(segments: list[Segment]) -> list[Segment]:
+    """Leave out what a decoding loop produced: a segment that repeats itself past faster-whisper's
+    compression-ratio limit ("Hello......"), and a segment that repeats text already said within
+    the last 30 s when that window's text then passes the limit (the same phrase over and over,
+    one segment each). Real repetition ("Hello. Hello. Oh, hello.") stays under it."""
+    kept: list[Segment] = []
+    for segment in segments:
+        text = segment.text.strip()
+        if compression_ratio(text) > COMPRESSION_RATIO_LIMIT:
+            log.warning("left out a looping segment at %.1f s: %.60r", segment.start, text)
+            continue
+        window = [k.text.strip() for k in kept if k.end > segment.start - WINDOW_SECONDS]
+        said = " ".join(window)
+        if text and text in said and compression_ratio(f"{said} {text}") > COMPRESSION_RATIO_LIMIT:
+            log.warning("left out a repeated segment at %.1f s: %.60r", segment.start, text)
+            continue
+        kept.append(segment)
+    return kept
+
+
+def transcribe(
+    model,
+    audio: np.ndarray,
+    options: TranscriptionOptions,
+    settings: EngineSettings,
+    checkpoint: Callable[[], None] | None = None,
+) -> Transcript:
+    """``checkpoint``: called after each decoded segment (it raises to stop the run)."""
     language = options.language if model.model.is_multilingual else "en"
     kwargs: dict[str, Any] = dict(
         language=language,
@@ -53,6 +93,8 @@ def transcribe(model, audio: np.ndarray, options: TranscriptionOptions, settings
 
     out = []
     for seg in segments:  # a generator: decoding happens here
+        if checkpoint is not None:
+            checkpoint()
         words = [
             Word(
                 word=w.word,
@@ -79,7 +121,7 @@ def transcribe(model, audio: np.ndarray, options: TranscriptionOptions, settings
                 tokens=[int(t) for t in seg.tokens],
             )
         )
-    return Transcript(language=info.language, segments=out)
+    return Transcript(language=info.language, segments=drop_runaway_repetition(out))
 
 
 def text_tokens(model, text: str) -> list[int]:

@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from ..cloud.context import REGION, LambdaContext
+from ..errors import ConfigError
 from . import cloudformation
 from .cors import Cors
+from .http import CLIENT_TIMEOUT_SECONDS
 from .lambda_host import REPO, OneRequestAtATime, Routes, load_handler, sqs_event
 
 log = logging.getLogger(__name__)
@@ -37,35 +39,57 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _usable_port(host: str, port: int, flag: str) -> int:
+    """``port``, checked free now (so a busy one is one clear line, not a thread's traceback), or a free one for 0."""
+    if not port:
+        return free_port()
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"port {port} on {host} is not free ({exc.strerror}): another whisperless serve? "
+                f"Stop it, or pass {flag} 0 for a free port",
+                field=flag,
+            ) from None
+    return port
+
+
 class LocalStack:
     def __init__(
         self,
         *,
         template: Path = TEMPLATE,
         api_port: int = 0,
+        s3_port: int = 0,
         api_key: str | None = None,
+        webhook_secret: str | None = None,
         allow_local_callbacks: bool = False,
         host: str = "127.0.0.1",
+        client_timeout: float = CLIENT_TIMEOUT_SECONDS,
     ):
+        """Ports 0 mean free ones; no key or secret means new ones (see :meth:`info`)."""
         self.source = cloudformation.load_source(template)
         self.translated = cloudformation.translate(self.source)
         self.routes = Routes(cloudformation.api_routes(self.translated))
         self.cors = Cors.from_translated(self.translated)
         self.host = host
-        self.api_port = api_port or free_port()
-        self.moto_port = free_port()
+        self.api_port = _usable_port(host, api_port, "--port")
+        self.moto_port = _usable_port("127.0.0.1", s3_port, "--s3-port")
         self.api_key = api_key
+        self.webhook_secret = webhook_secret
         self.allow_local_callbacks = allow_local_callbacks
+        self.client_timeout = client_timeout
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
 
     # -- the local AWS -------------------------------------------------------------------------
     def _start_moto(self) -> None:
         from moto.server import ThreadedMotoServer
 
-        from .moto_fixes import atomic_dynamodb_writes
+        from .moto_fixes import behave_like_aws
 
-        atomic_dynamodb_writes()
+        behave_like_aws()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
         self.moto.start()
@@ -87,7 +111,7 @@ class LocalStack:
         from ..cloud.webhooks import new_secret
 
         session = boto3.Session()
-        self.webhook_secret = new_secret()
+        self.webhook_secret = self.webhook_secret or new_secret()
         secret_arn = session.client("secretsmanager").create_secret(
             Name=f"{STACK_NAME}-webhook-secret", SecretString=self.webhook_secret
         )["ARN"]
@@ -157,7 +181,7 @@ class LocalStack:
                     return
                 raise
             messages = reply.get("Messages", [])
-            if not messages:
+            if not messages or self._stop.is_set():  # stopping: take no more work
                 continue
             try:
                 reply = self.transcriber.handler(
@@ -179,11 +203,11 @@ class LocalStack:
         self._deploy()
         self._configure_functions()
         self._create_api_key()
-        self.server = ApiServer(self, self.host, self.api_port)
-        for target in (self.server.serve_forever, self._work):
-            thread = threading.Thread(target=target, daemon=True)
+        self.server = ApiServer(self, self.host, self.api_port, self.client_timeout)
+        self._server_thread = threading.Thread(target=self.server.serve_forever, name="api", daemon=True)
+        self._worker_thread = threading.Thread(target=self._work, name="worker", daemon=True)
+        for thread in (self._server_thread, self._worker_thread):
             thread.start()
-            self._threads.append(thread)
         return self.info()
 
     def info(self) -> dict[str, Any]:
@@ -197,10 +221,35 @@ class LocalStack:
             "stack": STACK_NAME,
         }
 
-    def stop(self) -> None:
+    def authenticate(self, headers: dict[str, str]) -> str:
+        """The client behind a request's key (the API's own check), before its body is read.
+        In turn with the API handler: they share the key table's client."""
+        with self.api_turns.lock:
+            return self.api.service().authenticate(headers)
+
+    def api_timeout(self) -> float:
+        """The API function's time: the deployed one has 29 s (API Gateway's limit); locally the
+        result wait is whatever was configured."""
+        from ..config import settings
+
+        return max(29.0, settings().result_wait_seconds + 4)
+
+    def interrupt(self) -> None:
+        """Stop the running job at the engine's next checkpoint (seconds) instead of waiting for it."""
+        self.transcriber.runner().interrupt()
+
+    def stop(self, grace: float = 0.0) -> bool:
+        """Take no more work, give the running job ``grace`` seconds to finish, then interrupt it
+        (its state is in memory, so it is lost either way; what matters is stopping cleanly: a
+        process leaving while CTranslate2 still decodes aborts). True when everything stopped."""
         self._stop.set()
+        self._worker_thread.join(grace)
+        if self._worker_thread.is_alive():
+            log.warning("the running job did not finish within %.0f s: interrupting it", grace)
+            self.interrupt()
+            self._worker_thread.join(60)
         self.server.shutdown()
         self.server.server_close()
-        for thread in self._threads:
-            thread.join(timeout=30)
+        self._server_thread.join(30)
         self.moto.stop()
+        return not self._worker_thread.is_alive()

@@ -1,4 +1,5 @@
-// The whisperless page: send one file to /v1/transcriptions, follow its status, show the result.
+// The whisperless page: send one file to /v1/transcriptions (or, over the API's 10 MB payload
+// limit, PUT it to the presigned upload URL from /v1/uploads), follow its status, show the result.
 // Plain DOM code, no build step and nothing fetched from elsewhere (the stack may be offline).
 "use strict";
 
@@ -6,6 +7,8 @@
   const $ = (id) => document.getElementById(id);
   const KEY_STORAGE = "whisperless.apiKey";
   const POLL_MS = 1000;
+  // API Gateway refuses bodies over 10 MB; the form's own fields and boundaries take the rest.
+  const DIRECT_LIMIT = 10 * 1024 * 1024 - 64 * 1024;
   const PALETTE = ["#2563eb", "#d9480f", "#2b8a3e", "#ae3ec9", "#c92a2a", "#0c8599", "#e67700", "#5f3dc4"];
 
   const form = $("form"), keyInput = $("api-key"), fileInput = $("file"), drop = $("drop");
@@ -27,6 +30,12 @@
   // -- the file: input or drop ---------------------------------------------------------------
   function fileChosen() {
     const file = fileInput.files[0];
+    // A new file: the previous transcript (and any job still being followed) is not about it.
+    run++;
+    clearResult();
+    showError("");
+    setStatus("");
+    submit.disabled = false;
     if (audioUrl) URL.revokeObjectURL(audioUrl);
     audioUrl = file ? URL.createObjectURL(file) : null;
     if (audioUrl) player.src = audioUrl; else player.removeAttribute("src");
@@ -53,6 +62,14 @@
   // The speaker count only means something with diarization.
   diarization.addEventListener("change", () => { numSpeakers.disabled = !diarization.checked; });
   numSpeakers.disabled = !diarization.checked;
+
+  function clearResult() {
+    $("result").hidden = true;
+    for (const id of ["transcript", "timeline", "summary", "raw-json"]) $(id).textContent = "";
+    $("timeline").hidden = true;
+    words = [];
+    if (downloadUrl) { URL.revokeObjectURL(downloadUrl); downloadUrl = null; }
+  }
 
   // -- status and errors ---------------------------------------------------------------------
   function setStatus(text, busy = false) {
@@ -93,6 +110,87 @@
     return { status: response.status, body };
   }
 
+  // XMLHttpRequest, because fetch cannot report upload progress. Resolves {status, body} once the
+  // answer is in; onSent runs when the last byte has left (the server is working from then on).
+  function send(method, url, { headers = {}, body = null, onProgress, onSent } = {}) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open(method, url);
+      for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
+      xhr.upload.addEventListener("progress", (event) => {
+        if (event.lengthComputable && onProgress) onProgress(event.loaded, event.total);
+      });
+      xhr.upload.addEventListener("load", () => { if (onSent) onSent(); });
+      xhr.addEventListener("load", () => {
+        let parsed = null;
+        try { parsed = xhr.responseText ? JSON.parse(xhr.responseText) : null; } catch (_) { /* not JSON */ }
+        resolve({ status: xhr.status, body: parsed });
+      });
+      xhr.addEventListener("error", () => reject(new Error("the connection failed")));
+      xhr.addEventListener("abort", () => reject(new Error("the upload was cancelled")));
+      xhr.send(body);
+    });
+  }
+
+  function uploading(file) {
+    return (loaded, total) => {
+      const share = total ? Math.floor((100 * loaded) / total) : 0;
+      setStatus(`Uploading ${file.name}… ${share} % (${formatSize(loaded)} of ${formatSize(total)})`, true);
+    };
+  }
+
+  // The request's parameters; empty means unset in the contract: send only what the user filled in.
+  function parameters() {
+    const values = {
+      diarization: diarization.checked ? "true" : "false",
+      numSpeakers: diarization.checked ? numSpeakers.value.trim() : "",
+      language: $("language").value.trim(),
+      task: $("task").value.trim(),
+      initialPrompt: $("initial-prompt").value.trim(),
+      redact: $("redact").checked ? "pii" : "",
+      sentiment: $("sentiment").checked ? "true" : "",
+    };
+    return Object.fromEntries(Object.entries(values).filter(([, value]) => value));
+  }
+
+  // Up to the API's limit: one multipart POST, which waits for the result a while.
+  function postDirectly(file, headers) {
+    const data = new FormData();
+    data.append("file", file, file.name);
+    for (const [name, value] of Object.entries(parameters())) data.append(name, value);
+    return send("POST", "/v1/transcriptions", {
+      headers, body: data, onProgress: uploading(file),
+      onSent: () => setStatus(`Transcribing ${file.name}…`, true),
+    });
+  }
+
+  // Over it: a presigned upload straight to the bucket, then the job's status to follow.
+  async function uploadPresigned(file, headers) {
+    setStatus(`Preparing the upload of ${file.name}…`, true);
+    const asked = await call("/v1/uploads", {
+      method: "POST",
+      headers: { ...headers, "Content-Type": "application/json" },
+      body: JSON.stringify({ filename: file.name, ...parameters() }),
+    });
+    if (asked.status !== 201 || !asked.body || !asked.body.uploadUrl) return asked;
+    const ticket = asked.body;
+    const put = await send(ticket.method || "PUT", ticket.uploadUrl, {
+      headers: ticket.headers || {}, body: file, onProgress: uploading(file),
+      onSent: () => setStatus(`Transcribing ${file.name}…`, true),
+    });
+    if (put.status < 200 || put.status >= 300) {
+      return { status: put.status, body: { error: { message: `the upload to storage failed (HTTP ${put.status})` } } };
+    }
+    return { status: 202, body: { id: ticket.id, status: "queued", statusUrl: ticket.statusUrl } };
+  }
+
+  function pendingText(body, file, elapsed) {
+    const what = { queued: "Queued", awaiting_upload: "Waiting for the upload", retrying: "Retrying" }[body.status]
+      || "Transcribing";
+    const why = body.lastError && body.lastError.message ? ` (last error: ${body.lastError.message})` : "";
+    return `${what} ${file.name}… ${elapsed()}${why}`;
+  }
+
   // -- submit, then poll ---------------------------------------------------------------------
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -104,27 +202,18 @@
     if (!key) { showError("enter the API key that whisperless serve printed", "Authorization"); keyInput.focus(); return; }
     if (!file) { showError("choose an audio file first", "file"); fileInput.focus(); return; }
 
-    const data = new FormData();
-    data.append("file", file, file.name);
-    data.append("diarization", diarization.checked ? "true" : "false");
-    if ($("redact").checked) data.append("redact", "pii");
-    if ($("sentiment").checked) data.append("sentiment", "true");
-    // Empty means unset in the contract: send only what the user filled in.
-    const optional = { numSpeakers: diarization.checked ? numSpeakers.value : "", language: $("language").value,
-                       task: $("task").value, initialPrompt: $("initial-prompt").value };
-    for (const [name, value] of Object.entries(optional)) {
-      if (value.trim()) data.append(name, value.trim());
-    }
-
+    clearResult();
     const started = performance.now();
     const elapsed = () => `${((performance.now() - started) / 1000).toFixed(0)} s`;
     const headers = { Authorization: `Bearer ${key}` };
     submit.disabled = true;
     setStatus(`Uploading ${file.name}…`, true);
     try {
-      let { status, body } = await call("/v1/transcriptions", { method: "POST", headers, body: data });
+      let { status, body } = file.size > DIRECT_LIMIT
+        ? await uploadPresigned(file, headers)
+        : await postDirectly(file, headers);
       while (mine === run && status < 300 && body && isPending(body)) {
-        setStatus(`${capitalize(body.status || "queued")}… ${elapsed()}`, true);
+        setStatus(pendingText(body, file, elapsed), true);
         await new Promise((resolve) => setTimeout(resolve, POLL_MS));
         if (mine !== run) return;
         const url = new URL(body.statusUrl || `/v1/transcriptions/${body.id}`, location.href);
