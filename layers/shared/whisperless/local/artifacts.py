@@ -17,6 +17,7 @@ resolve, given what pip installed here) and refuses a version outside a requirem
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -169,6 +170,8 @@ class Stage:
     #: (requirement, installed with --no-deps)
     installs: list[tuple[str, bool]] = field(default_factory=list)
     uninstalls: list[str] = field(default_factory=list)
+    #: stages it copies files from (``COPY --from``)
+    copies_from: list[str] = field(default_factory=list)
     entrypoint: list[str] = field(default_factory=list)
     cmd: list[str] = field(default_factory=list)
 
@@ -193,8 +196,6 @@ class Dockerfile:
     """The build stages of a Dockerfile, as far as the deployment depends on them."""
 
     def __init__(self, path: Path = DOCKERFILE, context: Path = REPO):
-        import json
-
         from dockerfile_parse import DockerfileParser
         from dockerfile_parse.util import WordSplitter, extract_key_values
 
@@ -225,7 +226,9 @@ class Dockerfile:
                 stage.workdir = os.path.join(stage.workdir, WordSplitter(value, args, stage.env).dequote())
             elif kind == "COPY":
                 words = list(WordSplitter(value, args=args, envs=stage.env).split())
-                if any(word.startswith("--from") for word in words):
+                source_stage = next((w.split("=", 1)[1] for w in words if w.startswith("--from=")), None)
+                if source_stage:
+                    stage.copies_from.append(source_stage)
                     continue
                 words = [word for word in words if not word.startswith("--")]
                 stage.copies.append((words[:-1], os.path.join(stage.workdir, words[-1])))
@@ -264,7 +267,12 @@ class Dockerfile:
         uninstall; the runtime interface client of a Lambda base image too. ``project``: the
         project's own distribution as well (its code runs from the task root). ``build``: what
         is installed while the image builds (before the uninstalls). ``stop``: as for :func:`resolve`."""
-        stages = [self.stages[target]] + [s for s in self.stages.values() if s.name == f"{target}-build"]
+        stages, pending = [], [target]
+        while pending:  # the target, the stages it is built FROM and those it copies from
+            stage = self.stages[pending.pop()]
+            if stage not in stages:
+                stages.append(stage)
+                pending += [name for name in [stage.base, *stage.copies_from] if name in self.stages]
         found: dict[str, metadata.Distribution] = {}
         for stage in stages:
             for spec, no_deps in stage.installs:
@@ -305,8 +313,14 @@ class Dockerfile:
                     relative = file.relative_to(self.context).as_posix()
                     if not file.is_file() or relative not in in_context:
                         continue
-                    # COPY of a folder copies its contents; of a file, the file into the folder.
-                    target_path = inside / (file.relative_to(origin) if origin.is_dir() else file.name)
+                    # COPY of a folder copies its contents; of a file, the file into the folder
+                    # (destination ending in /) or to the destination path itself.
+                    if origin.is_dir():
+                        target_path = inside / file.relative_to(origin)
+                    elif destination.endswith("/"):
+                        target_path = inside / file.name
+                    else:
+                        target_path = inside
                     target_path.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(file, target_path)
                     copied.append(target_path.relative_to(dest).as_posix())
