@@ -12,7 +12,7 @@ Tests live in folders by scope, and each folder's tests carry its marker:
     deploy       deployable as written: least-privilege IAM enforced on whole jobs, the functions
                  started as Lambda starts them, the stack in a CloudFormation engine
 
-Fast loop: ``bash scripts/test -m "not stack"``; one scope: ``bash scripts/test -m engine``.
+Fast loop: ``bash scripts/test -m "not stack and not deploy"``; one scope: ``bash scripts/test -m engine``.
 """
 
 from __future__ import annotations

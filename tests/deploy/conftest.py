@@ -1,5 +1,5 @@
-"""The deployment on this machine as AWS would run it; built once per session and shared by the
-deploy tests.
+"""The deployment on this machine as AWS would run it; built once and shared by the deploy tests
+(package scope: its processes stop before the other folders' tests run).
 
 - ``moto``: moto's server in a process of its own, IAM enforced on the resources AWS judges
   (``iam_moto.py``), every decision written to an audit file the tests read.
@@ -57,7 +57,7 @@ from whisperless.local import artifacts, cloudformation
 from whisperless.local.lambda_runtime import LambdaProcess, lambda_filesystem_available
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def moto(artifacts_dir) -> Any:
     audit = artifacts_dir / "iam-audit.jsonl"
     env = {**os.environ, "MOTO_IAM_LOAD_MANAGED_POLICIES": "true", "PYTHONPATH": str(ROOT / "layers" / "shared")}
@@ -85,12 +85,12 @@ def moto(artifacts_dir) -> Any:
         log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def translated() -> dict:
     return cloudformation.translate(cloudformation.load_source(ROOT / "template.yaml"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def account(moto, translated) -> Account:
     from whisperless.cloud.apikeys import add_key, new_key
     from whisperless.cloud.webhooks import new_secret
@@ -136,7 +136,7 @@ def account(moto, translated) -> Account:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def artifacts_dir():
     # Not under /tmp: a function's /tmp is a private, empty folder (lambda_filesystem).
     path = Path(tempfile.mkdtemp(prefix="whisperless-deploy-", dir="/var/tmp"))
@@ -145,28 +145,28 @@ def artifacts_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def lambda_fs() -> bool:
     return lambda_filesystem_available()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dockerfile() -> artifacts.Dockerfile:
     return artifacts.Dockerfile()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def image(dockerfile, artifacts_dir) -> Image:
     return build_image(dockerfile, "cpu", artifacts_dir / "image-cpu")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def gpu_image(dockerfile, artifacts_dir, image) -> Image:
     # Same models: both targets bake the same ones.
     return build_image(dockerfile, "gpu", artifacts_dir / "image-gpu", models=image.models)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def transcriber(account, image, artifacts_dir, lambda_fs, hello_wav) -> Any:
     props = account.translated["Resources"]["TranscriberFunction"]["Properties"]
     tmp = function_tmp(artifacts_dir, "transcriber")
@@ -208,7 +208,7 @@ def transcriber(account, image, artifacts_dir, lambda_fs, hello_wav) -> Any:
         process.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def api(account, artifacts_dir, lambda_fs) -> Any:
     props = account.translated["Resources"]["ApiFunction"]["Properties"]
     task_root = artifacts.zip_function("api", artifacts_dir / "api-task")
@@ -241,7 +241,7 @@ def api(account, artifacts_dir, lambda_fs) -> Any:
     process.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def hello_wav(sample_wav, artifacts_dir) -> bytes:
     """6.0-11.0 s of the real two-speaker sample: "Hello. Oh, hello. I didn't know you were there.
     Neither did I." (two speakers)."""

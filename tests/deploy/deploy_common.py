@@ -28,9 +28,12 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 #: Where image paths of the Dockerfile live on this machine (the rest: see ``Image``).
 IMAGE_MODELS = "/opt/whisperless/models"
-#: The GPU stack's parameters that the cpu stack leaves at their defaults.
+#: The GPU stack's parameters that the cpu stack leaves at their defaults. The cpu stack runs the
+#: default model (base, assembled into the baked, read-only models folder); the GPU stack's worker
+#: runs tiny.en, which comes from its package (and is quicker).
 GPU_PARAMETERS = {
     "ComputeMode": "gpu-lambda",
+    "WhisperModel": "tiny.en",
     "GpuImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/whisperless:gpu",
     "GpuSubnetIds": "subnet-0123456789abcdef0",
     "GpuSecurityGroupIds": "sg-0123456789abcdef0",

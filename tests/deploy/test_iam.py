@@ -33,9 +33,7 @@ def test_upload_to_result_record_and_callback(transcriber, account, hello_wav, n
     receiver = Receiver()
     mark = account.moto.mark()
     try:
-        _, document = transcriber.job(
-            "calls/hello.wav", hello_wav, {"callbackurl": receiver.url, "language": "en"}
-        )
+        _, document = transcriber.job("calls/hello.wav", hello_wav, {"callbackurl": receiver.url, "language": "en"})
     finally:
         receiver.close()
     assert document["status"] == "completed" and "hello" in document["text"].lower()
