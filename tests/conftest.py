@@ -9,8 +9,10 @@ Tests live in folders by scope, and each folder's tests carry its marker:
     infra        the template: cfn-lint, the SAM transform, invariants
     reliability  faults, bad input, load and abuse (RELIABILITY.md); those on a running stack are
                  marked ``stack`` too
+    deploy       deployable as written: least-privilege IAM enforced on whole jobs, the functions
+                 started as Lambda starts them, the stack in a CloudFormation engine
 
-Fast loop: ``bash scripts/test -m "not stack"``; one scope: ``bash scripts/test -m engine``.
+Fast loop: ``bash scripts/test -m "not stack and not deploy"``; one scope: ``bash scripts/test -m engine``.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))  # bench.synth / bench.quality are shared with the benchmarks
 sys.path.insert(0, str(TESTS))  # support.py, localstack.py: shared by every scope
 sys.path.insert(0, str(TESTS / "reliability"))  # reliability_common.py
-SCOPES = ("unit", "engine", "handlers", "stack", "infra", "reliability")
+sys.path.insert(0, str(TESTS / "deploy"))  # deploy_common.py
+SCOPES = ("unit", "engine", "handlers", "stack", "infra", "reliability", "deploy")
 
 os.environ.setdefault("WHISPERLESS_CACHE", str(ROOT / ".cache" / "whisperless"))
 os.environ.setdefault("WHISPERLESS_OFFLINE", "1")

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from typing import Any
 from urllib.parse import quote_plus
@@ -100,3 +101,104 @@ def _s3_key_length_limit() -> None:
             return __original(self, *args, **kwargs)
 
         setattr(S3Backend, name, limited)
+
+
+_IAM_PATCHED = False
+
+
+def iam_on_resources() -> None:
+    """Make moto's IAM enforcement judge requests on the resources AWS judges them on (idempotent).
+
+    With IAM enforced, moto matches a statement's ``Resource`` against the real ARN only for S3
+    and SQS; every other request is checked against ``"*"``, so a policy scoped to a table or a
+    secret (as least privilege asks) denies even the calls it allows. Here DynamoDB requests are
+    judged on the table's ARN (``TableName``), Secrets Manager's on the secret's full ARN
+    (``SecretId``, by name or partial ARN) and EventBridge's ``PutEvents`` on the event bus ARN.
+    Requests naming several resources at once (batch and transaction calls, events to several
+    buses) stay on ``"*"``, where a scoped grant denies them: none of ours make them.
+
+    And as on AWS, reading a key that does not exist needs ``s3:ListBucket`` on the bucket to
+    answer 404: without it S3 answers 403, which moto never does. Inline role policies that
+    moto's CloudFormation created (stored as dicts, where its evaluator expects JSON text and
+    fails with a KeyError) are read too.
+    """
+    global _IAM_PATCHED
+    if _IAM_PATCHED:
+        return
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.events.responses import EventsHandler
+    from moto.iam.access_control import IAMPolicy
+    from moto.s3.exceptions import MissingKey
+    from moto.s3.responses import S3Response
+    from moto.secretsmanager.responses import SecretsManagerResponse
+
+    def table_arn(self) -> str:
+        name = self._get_param("TableName")
+        if not isinstance(name, str) or not name:
+            return "*"
+        if name.startswith("arn:"):
+            return name
+        return f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{name}"
+
+    def secret_arn(self) -> str:
+        secret_id = self._get_param("SecretId")
+        if not isinstance(secret_id, str) or not secret_id:
+            return "*"
+        found = self.backend.secrets.get(secret_id)
+        if found is not None:
+            return found.arn
+        if secret_id.startswith("arn:"):
+            return secret_id
+        return f"arn:aws:secretsmanager:{self.region}:{self.current_account}:secret:{secret_id}"
+
+    def event_bus_arn(self) -> str:
+        if self._get_action() != "PutEvents":
+            return "*"
+        buses = {entry.get("EventBusName") or "default" for entry in self._get_param("Entries") or []}
+        if len(buses) != 1:
+            return "*"
+        (bus,) = buses
+        return bus if bus.startswith("arn:") else f"arn:aws:events:{self.region}:{self.current_account}:event-bus/{bus}"
+
+    DynamoHandler._determine_resource = table_arn  # type: ignore[attr-defined]
+    SecretsManagerResponse._determine_resource = secret_arn  # type: ignore[attr-defined]
+    EventsHandler._determine_resource = event_bus_arn  # type: ignore[attr-defined]
+
+    def needs_list_bucket(self) -> None:
+        """The caller read a missing key: 404 only if it may list the bucket (else AccessDenied)."""
+        action = self.data.get("Action")
+        self.data["Action"] = "ListBucket"
+        try:
+            self._authenticate_and_authorize_s3_action(bucket_name=self.bucket_name)
+        finally:
+            self.data["Action"] = action
+
+    original_get, original_head = S3Response.get_object, S3Response.head_object
+
+    @functools.wraps(original_get)
+    def get_object(self, *args, **kwargs):
+        try:
+            return original_get(self, *args, **kwargs)
+        except MissingKey:
+            needs_list_bucket(self)
+            raise
+
+    @functools.wraps(original_head)
+    def head_object(self, *args, **kwargs):
+        status, headers, body = original_head(self, *args, **kwargs)
+        if status == 404:
+            needs_list_bucket(self)
+        return status, headers, body
+
+    original_policy_init = IAMPolicy.__init__
+
+    @functools.wraps(original_policy_init)
+    def policy_init(self, policy):
+        if isinstance(policy, dict) and "Statement" in policy:
+            policy = json.dumps(policy)
+        original_policy_init(self, policy)
+
+    IAMPolicy.__init__ = policy_init  # type: ignore[method-assign]
+    S3Response.get_object = get_object  # type: ignore[method-assign]
+    S3Response.head_object = head_object  # type: ignore[method-assign]
+    _IAM_PATCHED = True
