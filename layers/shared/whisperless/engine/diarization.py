@@ -40,7 +40,7 @@ How it works (each choice measured on real meetings and made conversations: BENC
   speakers). Speaker-count hints re-cut the tree. Every active local speaker is then given the
   nearest centroid, two local speakers of one window two different speakers (Hungarian).
 * Turns: pyannote's reconstruction, in numpy (a test checks it equals pyannote's): each frame's
-  speaker count (the windows' mean number of active local speakers, rounded) and the that many
+  speaker count (the windows' mean number of active local speakers, rounded) and that many
   speakers with the most activity there. Overlapping speech is kept: two speakers at once give
   two overlapping turns.
 """
