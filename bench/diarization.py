@@ -1,18 +1,16 @@
-"""Diarization speed and memory: our pipeline (pyannote segmentation-3.0 + CAM++) on long files.
+"""Diarization speed and memory on long files: the campplus pipeline as the engine runs it.
 
-    .venv/bin/python bench/diarization.py --minutes 1,10,60 --variants wave:32,path:32,wave:8
+    .venv/bin/python bench/diarization.py --minutes 1,10,60 [--variants this,@814b533] [--repeat N]
 
 Each (file, variant) runs in a fresh process: load the pipeline, warm it up on 10 s, then
-diarize the whole file once. Variants are ``INPUT:BATCH[:KEY=VALUE...]``:
-- INPUT ``wave`` (the decoded array in memory, what the engine does) or ``path`` (pyannote reads
-  the file itself);
-- BATCH: WHISPERLESS_EMBEDDING_BATCH;
-- extra environment, e.g. ``wave:32:MALLOC_ARENA_MAX=2`` or ``wave:32:OMP_NUM_THREADS=1``;
-- ``@GITREF`` at the end runs that commit's whisperless (``git archive`` into .cache/bench/),
-  for before/after comparisons in one run: ``wave:32@4e3da2b,wave:32``.
-With ``--repeat N`` the variants alternate N times; the median run is reported.
-Reported: real-time factor (audio s / diarize s), CPU user/sys seconds, peak RSS of the
-process and its growth during diarization, DER against the corpus reference (bench/corpus.py).
+diarize the whole decoded file once (what the engine does). A variant is ``this`` (this tree),
+optionally with environment settings (``this:OMP_WAIT_POLICY=PASSIVE:WHISPERLESS_SEGMENTATION_BATCH=16``),
+and ``@GITREF`` at the end runs that commit's whisperless instead (``git archive`` into
+.cache/bench/), for before/after comparisons in one run: ``this,@814b533`` (814b533: the
+pyannote-based pipeline before issue 9). With ``--repeat N`` the variants alternate N times; the
+median run is reported. Reported: real-time factor (audio s / diarize s), CPU user/sys seconds,
+the load average during the run (the machine may be shared), peak RSS of the process and its
+growth during diarization, DER against the corpus reference (bench/corpus.py).
 """
 
 from __future__ import annotations
@@ -54,42 +52,35 @@ class RssSampler(threading.Thread):
         return max(self.peak, rss_mb())
 
 
-def child(minutes: float, source: str) -> None:
+def child(minutes: float) -> None:
     from bench.corpus import build, der_of
     from whisperless.config import EngineSettings
     from whisperless.contract.options import TranscriptionOptions
     from whisperless.engine import models
     from whisperless.engine.audio import decode_audio
-    from whisperless.engine.diarize import _turns, diarize
+    from whisperless.engine.diarize import diarize
 
     wav, parts = build(minutes)
     pipeline = models.load_diarization("campplus", EngineSettings.from_env())
     audio = decode_audio(wav)
     diarize(pipeline, audio[: 10 * 16000], TranscriptionOptions(diarization=True))  # warm-up
-    if source == "path":
-        del audio
     before = rss_mb()
     sampler = RssSampler()
     sampler.start()
     usage0 = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
-    if source == "wave":
-        turns = diarize(pipeline, audio, TranscriptionOptions(diarization=True)).turns
-        duration = audio.size / 16000
-    else:
-        output = pipeline(str(wav))
-        turns = _turns(getattr(output, "speaker_diarization", output))
-        duration = float(minutes) * 60
+    turns = diarize(pipeline, audio, TranscriptionOptions(diarization=True)).turns
     seconds = time.perf_counter() - started
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
     peak = sampler.stop()
     print(
         json.dumps(
             {
-                "duration": duration,
+                "duration": audio.size / 16000,
                 "seconds": seconds,
                 "user": usage1.ru_utime - usage0.ru_utime,
                 "sys": usage1.ru_stime - usage0.ru_stime,
+                "load": os.getloadavg()[0],
                 "rss_before_mb": before,
                 "peak_mb": peak,
                 "maxrss_mb": usage1.ru_maxrss / 1024,
@@ -98,26 +89,6 @@ def child(minutes: float, source: str) -> None:
             }
         )
     )
-
-
-def pyav_ffmpeg_dir() -> str:
-    """pyannote reads files with torchcodec, which needs system FFmpeg libraries (this machine has
-    none: the engine decodes with PyAV's bundled FFmpeg). For the ``path`` variant, expose PyAV's
-    bundled libraries under their plain sonames; returns an LD_LIBRARY_PATH value."""
-    import re
-
-    import av
-
-    libs = Path(av.__file__).resolve().parent.parent / "av.libs"
-    target = ROOT / ".cache" / "bench" / "ffmpeg-libs"
-    target.mkdir(parents=True, exist_ok=True)
-    for lib in libs.glob("lib*.so.*"):
-        m = re.match(r"(lib\w+)-[0-9a-f]{8}\.so\.(\d+)", lib.name)
-        if m:
-            link = target / f"{m.group(1)}.so.{m.group(2)}"
-            if not link.exists():
-                link.symlink_to(lib)
-    return f"{target}:{libs}"
 
 
 def checkout(ref: str) -> str:
@@ -138,38 +109,31 @@ def checkout(ref: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--minutes", default="1,10")
-    parser.add_argument("--variants", default="wave:32")
+    parser.add_argument("--variants", default="this")
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--child", nargs=2, metavar=("MINUTES", "SOURCE"))
+    parser.add_argument("--child", metavar="MINUTES")
     args = parser.parse_args()
     if args.child:
-        child(float(args.child[0]), args.child[1])
+        child(float(args.child))
         return
-    print(
-        f"command: .venv/bin/python bench/diarization.py --minutes {args.minutes} --variants {args.variants} "
-        f"--repeat {args.repeat}"
-    )
+    print(f"command: .venv/bin/python bench/diarization.py {' '.join(sys.argv[1:])}")
     print(f"machine: {os.cpu_count()} cores; load at start: {os.getloadavg()[0]:.2f}")
     print(f"repeats: {args.repeat}, variants alternated, median run shown")
     print(
-        "| minutes | code | input | embedding batch | env | diarize s (median) | runs s | RTF | CPU user s | "
-        "CPU sys s | RSS before MB | peak RSS MB | growth MB | DER | speakers |"
+        "| minutes | code | env | diarize s (median) | runs s | RTF | CPU user s | CPU sys s | load | "
+        "RSS before MB | peak RSS MB | growth MB | DER | speakers |"
     )
-    print("|---" * 15 + "|")
+    print("|---" * 14 + "|")
     for minutes in args.minutes.split(","):
         runs: dict[str, list[dict]] = {v: [] for v in args.variants.split(",")}
         for _ in range(args.repeat):
             for variant in runs:
                 spec, _, ref = variant.partition("@")
-                source, batch, *extra = spec.split(":")
-                env = {**os.environ, "WHISPERLESS_EMBEDDING_BATCH": batch, "PYTHONWARNINGS": "ignore"}
-                env.update(dict(e.split("=", 1) for e in extra))
-                if source == "path":
-                    env["LD_LIBRARY_PATH"] = pyav_ffmpeg_dir()
-                if ref:
-                    env["PYTHONPATH"] = checkout(ref)
+                env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+                env.update(dict(e.split("=", 1) for e in spec.split(":")[1:]))
+                env["PYTHONPATH"] = checkout(ref) if ref else str(ROOT / "layers" / "shared")
                 run = subprocess.run(
-                    [sys.executable, __file__, "--child", minutes, source], capture_output=True, text=True, env=env
+                    [sys.executable, __file__, "--child", minutes], capture_output=True, text=True, env=env
                 )
                 if run.returncode:
                     print(f"  {variant}: failed: {(run.stderr.strip().splitlines() or ['?'])[-1]}", file=sys.stderr)
@@ -185,14 +149,12 @@ def main() -> None:
                 print(f"| {minutes} | {variant} | failed |", flush=True)
                 continue
             spec, _, ref = variant.partition("@")
-            source, batch, *extra = spec.split(":")
             r = sorted(results, key=lambda x: x["seconds"])[len(results) // 2]
             each = " / ".join(f"{x['seconds']:.0f}" for x in results)
             code = f"commit {Path(checkout(ref)).parents[1].name[4:]}" if ref else "this tree"
             print(
-                f"| {minutes} | {code} | {source} | {batch} | {' '.join(extra) or '-'} | {r['seconds']:.1f} | "
-                f"{each} | "
-                f"{r['duration'] / r['seconds']:.1f}x | {r['user']:.0f} | {r['sys']:.0f} | "
+                f"| {minutes} | {code} | {' '.join(spec.split(':')[1:]) or '-'} | {r['seconds']:.1f} | {each} | "
+                f"{r['duration'] / r['seconds']:.1f}x | {r['user']:.0f} | {r['sys']:.0f} | {r['load']:.1f} | "
                 f"{r['rss_before_mb']:.0f} | {r['peak_mb']:.0f} | {r['peak_mb'] - r['rss_before_mb']:.0f} | "
                 f"{r['der']:.3f} | {r['speakers']} |",
                 flush=True,

@@ -1,5 +1,5 @@
 """Cold vs warm engine figures per model, each configuration in a fresh process: the cold
-budget per stage (imports, whisper load, pyannote load, first job), warm real-time factor,
+budget per stage (imports, whisper load, diarization load, first job), warm real-time factor,
 peak RSS; and WER/DER on the sample.
 
     .venv/bin/python bench/engine.py [--models tiny.en,base] [--audio FILE] [--repeat 2]
@@ -37,9 +37,9 @@ def child(model: str, audio: str, diarization: bool, repeat: int) -> None:
 
     t_fw = time.perf_counter()
     if diarization:
-        import pyannote.audio.pipelines  # noqa: F401 - torch, lightning, pyannote
+        import scipy.cluster.hierarchy  # noqa: F401 - clustering
 
-        import whisperless.engine.campplus  # noqa: F401
+        import whisperless.engine.diarization  # noqa: F401 - numpy; ONNX Runtime came with faster-whisper
     t_pya = time.perf_counter()
     from whisperless.config import EngineSettings
     from whisperless.engine import models
@@ -58,7 +58,7 @@ def child(model: str, audio: str, diarization: bool, repeat: int) -> None:
     out = {
         "imports": t_engine - started,
         "import_faster_whisper": t_fw - t_engine,
-        "import_pyannote": t_pya - t_fw,
+        "import_diarization": t_pya - t_fw,
         "load_whisper": t_wl - t_pya,
         "load_diarization": t_dl - t_wl,
         "duration": cold["duration"],
@@ -102,8 +102,8 @@ def main() -> None:
     )
     print(f"audio: {Path(args.audio).name}; machine: {os.cpu_count()} cores")
     print(
-        "| model | diarization | import whisperless s | import faster-whisper s | import torch+pyannote s "
-        "| whisper load s | pyannote load s | cold job s (transcribe / diarize) | first result s "
+        "| model | diarization | import whisperless s | import faster-whisper s | import diarization s "
+        "| whisper load s | diarization load s | cold job s (transcribe / diarize) | first result s "
         "| warm job s (transcribe / diarize) | warm RTF | peak RSS MB | WER | DER |"
     )
     print("|---" * 14 + "|")
@@ -138,7 +138,7 @@ def main() -> None:
 
             print(
                 f"| {model} | {'yes' if diarize else 'no'} | {r['imports']:.2f} | {r['import_faster_whisper']:.2f} | "
-                f"{r['import_pyannote']:.2f} | {r['load_whisper']:.2f} | {r['load_diarization']:.2f} | "
+                f"{r['import_diarization']:.2f} | {r['load_whisper']:.2f} | {r['load_diarization']:.2f} | "
                 f"{r['cold_total']:.2f} ({r['cold_transcribe']:.2f}{dia('cold_diarize')}) | {r['first_result']:.2f} | "
                 f"{r['warm_total']:.2f} ({r['warm_transcribe']:.2f}{dia('warm_diarize')}) | {rtf(r['warm_total'])} | "
                 f"{r['peak_rss_mb']:.0f} | {r.get('wer', float('nan')):.3f} | "

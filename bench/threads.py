@@ -42,7 +42,7 @@ def child(workload: str, model: str, audio_path: str, repeat: int) -> None:
 
     settings = EngineSettings.from_env()
     audio = decode_audio(audio_path)
-    # The engine's order: torch (diarization) loads before CTranslate2 (whisper).
+    # The engine's order: diarization loads before CTranslate2 (whisper).
     pipeline = (
         models.load_diarization(settings.diarization_model, settings)
         if workload == "diarize after transcribe"

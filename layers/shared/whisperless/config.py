@@ -100,18 +100,18 @@ class EngineSettings:
     )
     cpu_threads: int = _var("WHISPERLESS_CPU_THREADS", "CTranslate2 threads; 0 = its default", default=0)
     max_audio_seconds: float = _var("WHISPERLESS_MAX_AUDIO_SECONDS", "longer audio is refused", default=4 * 3600.0)
-    # Tuned on made conversations plus the real sample: bench/tune_diarization.py (BENCHMARKS.md).
+    # Chosen on real meetings (AMI excerpts), the real sample and made conversations:
+    # bench/diarization_quality.py (BENCHMARKS.md).
     clustering_threshold: float = _var(
-        "WHISPERLESS_CLUSTERING_THRESHOLD", "speaker clustering threshold (campplus)", default=0.6
+        "WHISPERLESS_CLUSTERING_THRESHOLD", "speaker clustering threshold (campplus)", default=0.65
     )
-    embedding_batch: int = _var("WHISPERLESS_EMBEDDING_BATCH", "speaker-embedding batch (campplus)", default=32)
-    # 8 chunks per segmentation pass beat 32 by 10-20 % on 2 cores (less mmap churn).
     segmentation_batch: int = _var("WHISPERLESS_SEGMENTATION_BATCH", "segmentation batch (campplus)", default=8)
-    campplus_chunks: int = _var("WHISPERLESS_CAMPPLUS_CHUNKS", "10 s chunks per CAM++ network pass", default=3)
-    tune_malloc: bool = _var("WHISPERLESS_TUNE_MALLOC", "keep glibc from unmapping torch's buffers", default=True)
+    tune_malloc: bool = _var(
+        "WHISPERLESS_TUNE_MALLOC", "keep glibc from unmapping torch's buffers (pyannote pipelines)", default=True
+    )
 
     def __post_init__(self) -> None:
-        for name in ("beam_size", "embedding_batch", "segmentation_batch", "campplus_chunks"):
+        for name in ("beam_size", "segmentation_batch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}", field=name)
         if self.batch_size is not None and self.batch_size < 1:

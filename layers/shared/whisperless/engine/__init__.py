@@ -3,7 +3,7 @@ by arguments (:class:`whisperless.config.EngineSettings`) and runs the same in a
 worker, the local stack and ``whisperless transcribe``.
 
     audio.decode_audio     any container -> 16 kHz mono float32, once
-    diarize.diarize        who spoke when (pyannote.audio; models.load_diarization)
+    diarize.diarize        who spoke when (diarization.Pipeline, or a pyannote pipeline; models.load_diarization)
     whisper.transcribe     timed words (faster-whisper; models.load_whisper)
     merge.assign_speakers  each word its speaker; segments split where the speaker changes
     document               the contract's completed document

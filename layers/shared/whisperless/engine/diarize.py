@@ -1,4 +1,9 @@
-"""Who spoke when, with pyannote.audio, from the already-decoded waveform."""
+"""Who spoke when, from the already-decoded waveform: our pipeline, or a pyannote one.
+
+``campplus`` (the default) is :class:`.diarization.Pipeline`: it takes the numpy array as it is,
+and no torch is imported. A pyannote pipeline named by ``WHISPERLESS_DIARIZATION_MODEL`` (a hub id
+or folder) gets a torch tensor, as pyannote wants.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import numpy as np
 
 from ..contract.options import TranscriptionOptions
 from .audio import SAMPLE_RATE
+from .diarization import Pipeline
 from .types import Diarization, Turn
 
 
@@ -24,9 +30,7 @@ def _turns(annotation) -> list[Turn]:
 def diarize(
     pipeline, audio: np.ndarray, options: TranscriptionOptions, hook: Callable[..., None] | None = None
 ) -> Diarization:
-    """``hook``: called by pyannote after each step and embedding batch (raising from it stops the run)."""
-    import torch
-
+    """``hook``: called between pieces of work (raising from it stops the run)."""
     hints = {}
     if options.num_speakers:
         hints["num_speakers"] = options.num_speakers
@@ -35,9 +39,11 @@ def diarize(
             hints["min_speakers"] = options.min_speakers
         if options.max_speakers:
             hints["max_speakers"] = options.max_speakers
+    if isinstance(pipeline, Pipeline):
+        return pipeline(audio, hook=hook, **hints)
+    import torch
+
     # In-memory input: pyannote never re-reads or re-decodes the file.
     waveform = torch.from_numpy(audio).unsqueeze(0)
     output = pipeline({"waveform": waveform, "sample_rate": SAMPLE_RATE}, hook=hook, **hints)
-    regular = getattr(output, "speaker_diarization", output)
-    exclusive = getattr(output, "exclusive_speaker_diarization", regular)
-    return Diarization(turns=_turns(regular), exclusive=_turns(exclusive))
+    return Diarization(turns=_turns(getattr(output, "speaker_diarization", output)))

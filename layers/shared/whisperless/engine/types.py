@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass
@@ -53,5 +57,9 @@ class Turn:
 
 @dataclass
 class Diarization:
-    turns: list[Turn]  # may overlap: what the result's `diarization` lists
-    exclusive: list[Turn]  # one speaker at a time: what words are matched against
+    # May overlap (two people at once): what the result's `diarization` lists, and what words are
+    # matched against (merge.assign_speakers).
+    turns: list[Turn]
+    # Each speaker's voice (the `campplus` pipeline): a unit-length CAM++ embedding per turn label,
+    # the space of diarization.Pipeline.voice_embedding. Empty for pyannote hub pipelines.
+    centroids: dict[str, np.ndarray] = field(default_factory=dict)
