@@ -235,7 +235,7 @@ def test_result_within_the_wait_is_returned_and_readable(app_module, make_api, a
         if len(clock.sleeps) == 2:
             (key,) = [k for k in stored_keys(aws) if not k.endswith(".json")]
             job_id = key.split("/")[1]
-            ResultStore(aws["s3"]).write(BUCKET, key, {"id": job_id, **COMPLETED})
+            ResultStore(aws["s3"]).write(BUCKET, key, {"id": job_id, **COMPLETED}, job_id=job_id, audio=None)
 
     clock.on_sleep.append(worker_finishes)
     answer = seed_post(app_module)
@@ -261,7 +261,9 @@ def test_a_failed_input_answers_422_with_the_failed_document(app_module, make_ap
 
     def worker_fails():
         (key,) = stored_keys(aws)
-        ResultStore(aws["s3"]).write(BUCKET, key, failed_document(key.split("/")[1], decoding.value))
+        ResultStore(aws["s3"]).write(
+            BUCKET, key, failed_document(key.split("/")[1], decoding.value), job_id=key.split("/")[1], audio=None
+        )
 
     clock.on_sleep.append(worker_fails)
     answer = seed_post(app_module, data=body)
@@ -753,7 +755,9 @@ def test_openai_route_renders_the_finished_job_and_maps_its_failure(app_module, 
 
     def worker_writes():
         (key,) = [k for k in stored_keys(aws) if "/" in k and not k.endswith(".json")][-1:]
-        ResultStore(aws["s3"]).write(BUCKET, key, {"id": key.split("/")[1], **outcome["document"]})
+        ResultStore(aws["s3"]).write(
+            BUCKET, key, {"id": key.split("/")[1], **outcome["document"]}, job_id=key.split("/")[1], audio=None
+        )
 
     clock.on_sleep.append(worker_writes)
     answer = openai_post(app_module, data=[("response_format", "verbose_json"), ("timestamp_granularities[]", "word")])
@@ -804,7 +808,7 @@ def test_openai_errors_for_keys_and_sizes(app_module, make_api, aws):
 def _finish(aws, answer, document=None):
     job_id = answer.json["id"]
     key = next(k for k in stored_keys(aws) if k.startswith(f"uploads/{job_id}/"))
-    ResultStore(aws["s3"]).write(BUCKET, key, document or {"id": job_id, **COMPLETED})
+    ResultStore(aws["s3"]).write(BUCKET, key, document or {"id": job_id, **COMPLETED}, job_id=job_id, audio=None)
     from whisperless.cloud.stores import JobStore
 
     JobStore(aws["jobs"], ttl_days=1).finish(job_id, status="completed")

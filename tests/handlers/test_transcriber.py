@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from urllib.parse import unquote_plus
 
 import boto3
 import pytest
@@ -15,11 +16,11 @@ from standardwebhooks.webhooks import Webhook
 
 from support import (
     REGION,
-    SECRETS_SPEECH,
     LambdaContext,
     Receiver,
     assert_no_secrets,
     create_tables,
+    heard_secrets,
     load_handler,
     made_speech,
     receive,
@@ -298,22 +299,27 @@ def test_a_redacted_job_leaves_personal_data_nowhere_but_the_copy_asked_for(aws,
         assert _invoke(aws, _drain(aws)) == {"batchItemFailures": []}
         doc = _result(aws, key)
         unredacted = json.loads(aws["s3"].get_object(Bucket=BUCKET, Key=key + ".unredacted.json")["Body"].read())
-        assert_no_secrets(unredacted, SECRETS_SPEECH, present=True)  # ASR heard them all
+        heard = heard_secrets(unredacted)
         assert doc["status"] == "completed" and doc["redactions"] and doc["sentiment"]["label"]
         headers, body = receiver.requests[0]
         assert Webhook(SECRET).verify(body, headers) == doc
         for output in (doc, body, *(render(doc) for render in RENDERERS.values())):
-            assert_no_secrets(output, SECRETS_SPEECH)
+            assert_no_secrets(output, heard)
         # The job record keeps parameters and timings, never transcript text.
         record = json.dumps(aws["jobs"].get_item(Key={"id": doc["id"]})["Item"], default=str)
         assert not any(secret in record.lower() for secret in ("garcia", "garcía", ".com"))
         audio = aws["s3"].get_object(Bucket=BUCKET, Key=key + ".redacted.wav")
         assert audio["Body"].read(4) == b"RIFF" and audio["ContentType"] == "audio/wav"
         assert _keys(aws, "calls/") == [key, key + ".json", key + ".redacted.wav", key + ".unredacted.json"]
-        # Our outputs (the result, the copy and the redacted .wav) raised no message (the upload's own
-        # message may show again: the test deletes none, and a loaded machine outlasts its visibility).
-        queued = [json.loads(r["body"])["detail"]["object"]["key"] for r in _drain(aws)["Records"]]
-        assert set(queued) <= {key}
+        # Our outputs started no job. The result and the copy raised no message (the upload rule passes
+        # audio extensions only); the redacted .wav is audio to the rule, so its message may come and
+        # the worker skips it (the upload's own message may show again: a loaded machine outlasts its
+        # visibility; it is a duplicate).
+        messages = _drain(aws)
+        queued = {unquote_plus(json.loads(r["body"])["detail"]["object"]["key"]) for r in messages["Records"]}
+        assert queued <= {key, key + ".redacted.wav"}
+        assert _invoke(aws, messages) == {"batchItemFailures": []}
+        assert _keys(aws, "calls/") == [key, key + ".json", key + ".redacted.wav", key + ".unredacted.json"]
     finally:
         receiver.close()
 

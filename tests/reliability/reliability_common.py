@@ -125,9 +125,9 @@ class CountingEngine:
         self.whisper_model = self.engine.whisper_model
         self.runs = 0
 
-    def run(self, *args, **kwargs):
+    def process(self, *args, **kwargs):
         self.runs += 1
-        return self.engine.run(*args, **kwargs)
+        return self.engine.process(*args, **kwargs)
 
 
 def make_runner(s3, dynamodb, app_module, engine, *, sleeps: list | None = None, **settings):

@@ -199,15 +199,15 @@ def test_a_url_job_redelivered_after_its_download_does_not_fetch_again(aws, app_
     source = Receiver(content=clip)
     try:
         job_id = api_post(api_module, {"url": source.url})["id"]
-        real_run, crashes = aws["engine"].run, []
+        real_process, crashes = aws["engine"].process, []
 
-        def run(*args, **kwargs):  # dies inside the engine, after the download and upload
+        def process(*args, **kwargs):  # dies inside the engine, after the download and upload
             if not crashes:
                 crashes.append(1)
                 raise Crash
-            return real_run(*args, **kwargs)
+            return real_process(*args, **kwargs)
 
-        monkeypatch.setattr(aws["engine"], "run", run)
+        monkeypatch.setattr(aws["engine"], "process", process)
         record = crash_then_redeliver(aws, app_module)
         assert record["id"] == job_id and record["status"] == "completed"
         assert len(source.requests) == 1  # fetched once

@@ -12,7 +12,7 @@ import requests
 from standardwebhooks.webhooks import Webhook
 
 from localstack import running_stack
-from support import SECRETS_SPEECH, Receiver, assert_no_secrets, made_speech
+from support import Receiver, assert_no_secrets, heard_secrets, made_speech
 
 SEED_FIELDS = {
     "fileType": "",
@@ -167,7 +167,6 @@ def test_a_redacted_job_through_the_api_leaks_nothing_and_keeps_the_copy_asked_f
         headers, body = receiver.requests[0]
         doc = Webhook(stack["webhookSecret"]).verify(body, headers)
         assert doc["status"] == "completed" and doc["redactions"]
-        assert_no_secrets(body, SECRETS_SPEECH)
         status = requests.get(
             f"{stack['api']}/v1/transcriptions/{doc['id']}",
             headers={"Authorization": f"Bearer {stack['apiKey']}"},
@@ -179,7 +178,8 @@ def test_a_redacted_job_through_the_api_leaks_nothing_and_keeps_the_copy_asked_f
         listed = [o["Key"] for o in s3.list_objects_v2(Bucket=stack["bucket"], Prefix=key)["Contents"]]
         assert sorted(listed) == [key, key + ".json", key + ".redacted.wav", key + ".unredacted.json"]
         unredacted = s3.get_object(Bucket=stack["bucket"], Key=key + ".unredacted.json")["Body"].read()
-        assert_no_secrets(unredacted, SECRETS_SPEECH, present=True)
-        assert_no_secrets(s3.get_object(Bucket=stack["bucket"], Key=key + ".json")["Body"].read(), SECRETS_SPEECH)
+        heard = heard_secrets(unredacted)
+        assert_no_secrets(body, heard)
+        assert_no_secrets(s3.get_object(Bucket=stack["bucket"], Key=key + ".json")["Body"].read(), heard)
     finally:
         receiver.close()

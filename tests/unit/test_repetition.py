@@ -40,3 +40,11 @@ def test_speech_that_repeats_itself_a_little_is_kept():
 def test_the_same_phrase_far_apart_is_kept():
     apart = segments(("Thank you.", 40.0 * i) for i in range(10))
     assert drop_runaway_repetition(apart) == apart
+
+
+def test_a_number_read_out_is_kept_but_a_digit_loop_is_not():
+    card = "My card number is 41, one, one, one, 1, 1, 1, 1, 1, 1, 1, 1, 1."  # tiny.en, made speech
+    phone = "five five five, one two one two, five five five, one two one two"
+    loop = "1-" * 120 + "1"
+    kept = drop_runaway_repetition(segments([(card, 1.0), (phone, 5.0), (loop, 9.0)]))
+    assert [s.text for s in kept] == [card, phone]

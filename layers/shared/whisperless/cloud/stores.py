@@ -269,15 +269,13 @@ class ResultStore:
             else None,
             REDACTED_AUDIO_SUFFIX: (redacted_audio, "audio/wav") if redacted_audio is not None else None,
         }
-        stale = []
         for suffix, extra in extras.items():
             key = output_key(audio_key, suffix)
             if extra is None:
-                stale.append({"Key": key})
+                # One DeleteObject per key (no DeleteObjects): IAM grants the deletes per key suffix.
+                self.s3.delete_object(Bucket=bucket, Key=key)
             else:
                 self.s3.put_object(Bucket=bucket, Key=key, Body=extra[0], ContentType=extra[1])
-        if stale:
-            self.s3.delete_objects(Bucket=bucket, Delete={"Objects": stale, "Quiet": True})
 
     def write_sidecars(self, bucket: str, audio_key: str, document: dict, formats: tuple[str, ...]) -> list[str]:
         """``<key>.srt`` etc. next to the audio, one PUT each; returns their keys."""

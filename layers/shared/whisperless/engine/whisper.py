@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,12 @@ CPU_BATCH_SIZE, CUDA_BATCH_SIZE = 4, 8
 # told it is Korean: "안녕하세요." 21 times).
 COMPRESSION_RATIO_LIMIT = 2.4
 WINDOW_SECONDS = 30.0  # Whisper's window: the span the limit is meant for
+# Numbers repeat digits for real ("four one one one, one one one one, ..." is a test card number)
+# and compress like a loop. A segment that is mostly digits is kept unless it runs past the
+# longest number people read out (a card's 19 digits, with room), as a decoding loop does
+# ("1-1-1-1-..." to the token limit).
+_DIGIT_WORDS = frozenset("zero oh one two three four five six seven eight nine".split())
+MAX_SPOKEN_DIGITS = 24
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,9 @@ def drop_runaway_repetition(segments: list[Segment]) -> list[Segment]:
     kept: list[Segment] = []
     for segment in segments:
         text = segment.text.strip()
+        if _a_spoken_number(text):
+            kept.append(segment)
+            continue
         if compression_ratio(text) > COMPRESSION_RATIO_LIMIT:
             log.warning("left out a looping segment at %.1f s: %.60r", segment.start, text)
             continue
@@ -62,6 +72,14 @@ def drop_runaway_repetition(segments: list[Segment]) -> list[Segment]:
             continue
         kept.append(segment)
     return kept
+
+
+def _a_spoken_number(text: str) -> bool:
+    """Mostly digits (as figures or words), and no more of them than a number read out has."""
+    tokens = re.findall(r"[^\W_]+", text.lower())
+    digits = sum(len(t) if t.isdigit() else t in _DIGIT_WORDS for t in tokens)
+    numeric = sum(t.isdigit() or t in _DIGIT_WORDS for t in tokens)
+    return bool(tokens) and 2 * numeric >= len(tokens) and digits <= MAX_SPOKEN_DIGITS
 
 
 def transcribe(

@@ -45,7 +45,9 @@ log = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parent / "web"
 NOT_FOUND = b'{"message":"Not Found"}'  # API Gateway's own answer for a route it does not have
 CLIENT_TIMEOUT_SECONDS = 30.0
-OPENAPI_ROUTE = "GET /v1/openapi.json"  # the one route that needs no key
+# The routes that need no key (functions/api/app.py: security=[]); every other one is refused
+# before its body is read.
+OPEN_ROUTES = frozenset({"GET /v1/openapi.json", "GET /v1/health"})
 _READ = 64 * 1024
 _FORGET_INPUT = "whisperless.forget_input"
 
@@ -106,7 +108,7 @@ class ApiServer(ThreadedWSGIServer):
             length = _declared_length(request.environ)
             if length is not None and length > MAX_BODY_BYTES:
                 raise payload_too_large()
-            if route[0] != OPENAPI_ROUTE:
+            if route[0] not in OPEN_ROUTES:
                 stack.authenticate(dict(request.headers.items()))
             body = _read_body(request.environ, length)
         except ApiError as exc:
