@@ -29,10 +29,9 @@ def test_stack_is_created_in_both_compute_modes(account, translated):
         for name, resource in translated["Resources"].items():
             if resource["Type"] not in supported:
                 continue  # skipped by moto (cloudformation.py's docstring lists them)
-                # Both stacks publish on the default bus (EventBusName unset), so no bus of their own.
-                wanted = {"UseGpu": gpu, "UseCpu": not gpu, "CreateEventBus": False}.get(
-                    resource.get("Condition", ""), True
-                )
+            # Both stacks publish on the default bus (EventBusName unset), so no bus of their own.
+            conditions = {"UseGpu": gpu, "UseCpu": not gpu, "CreateEventBus": False}
+            wanted = conditions.get(resource.get("Condition", ""), True)
             assert (name in created) == wanted, (deployment.stack_name, name)
         assert deployment.environments["ApiFunction"]["QUEUE_URL"] == deployment.physical["JobQueue"]
     transcriber = account.cpu.environments["TranscriberFunction"]

@@ -112,8 +112,9 @@ def iam_on_resources() -> None:
     With IAM enforced, moto matches a statement's ``Resource`` against the real ARN only for S3
     and SQS; every other request is checked against ``"*"``, so a policy scoped to a table or a
     secret (as least privilege asks) denies even the calls it allows. Here DynamoDB requests are
-    judged on the table's ARN (``TableName``), Secrets Manager's on the secret's full ARN
-    (``SecretId``, by name or partial ARN) and EventBridge's ``PutEvents`` on the event bus ARN.
+    judged on the table's ARN (``TableName``; the index's for a query of an index), Secrets
+    Manager's on the secret's full ARN (``SecretId``, by name or partial ARN) and EventBridge's
+    ``PutEvents`` on the event bus ARN.
     Requests naming several resources at once (batch and transaction calls, events to several
     buses) stay on ``"*"``, where a scoped grant denies them: none of ours make them.
 
@@ -136,9 +137,11 @@ def iam_on_resources() -> None:
         name = self._get_param("TableName")
         if not isinstance(name, str) or not name:
             return "*"
-        if name.startswith("arn:"):
-            return name
-        return f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{name}"
+        table = name
+        if not name.startswith("arn:"):
+            table = f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{name}"
+        index = self._get_param("IndexName")  # a Query or Scan of an index is judged on the index
+        return f"{table}/index/{index}" if isinstance(index, str) and index else table
 
     def secret_arn(self) -> str:
         secret_id = self._get_param("SecretId")
