@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from ..config import Settings, engine_settings
 from ..contract.documents import input_was_bad
@@ -40,6 +41,7 @@ from ..contract.languages import abilities_from_name, check_supported
 from ..contract.metadata import upload_metadata
 from ..contract.naming import JOB_ID_PATTERN, output_keys
 from ..contract.options import TranscriptionOptions, is_unset
+from ..contract.speakers import CLIP_PREFIX, parse_voice_name
 from ..errors import InvalidParameter
 from . import apikeys, netguard
 from .forms import (
@@ -52,6 +54,7 @@ from .forms import (
     read_form,
 )
 from .stores import JobStore, ResultStore
+from .voices import VoiceStore
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +187,7 @@ class Api:
         self.jobs = JobStore(dynamodb.Table(settings.jobs_table), ttl_days=settings.job_ttl_days)
         self.keys = dynamodb.Table(settings.api_keys_table)
         self.results = ResultStore(s3)
+        self.voices = VoiceStore(dynamodb.Table(settings.voices_table)) if settings.voices_table else None
         self.sleep = sleep
         self.clock = clock
 
@@ -270,6 +274,7 @@ class Api:
         if len(body) > MAX_BODY_BYTES:
             raise payload_too_large()
         request = self.job_request(*read_form(body, content_type))
+        self.check_known_speakers(client_id, request.options)
         job_id, bucket, key = self.start_job(client_id, request)
         if "callbackURL" in request.params:
             return pending_reply(job_id, "queued")
@@ -420,7 +425,8 @@ class Api:
         filename = get_field(fields, "filename")
         if not isinstance(filename, str) or not filename.strip():
             raise ApiError(400, "invalid_parameter", "filename is required", field="filename")
-        params, _ = self.validate_params(fields)
+        params, options = self.validate_params(fields)
+        self.check_known_speakers(client_id, options)
         job_id = uuid.uuid4().hex
         key = f"uploads/{job_id}/{audio_name(filename, params.get('fileType'))}"
         metadata = s3_metadata(job_id, params, client_id)
@@ -442,6 +448,71 @@ class Api:
             "statusUrl": status_url(job_id),
         }
         return Reply(201, body, {"Location": status_url(job_id)})
+
+    # -- /v1/speakers: the client's enrolled voices (cloud.voices) -------------------------
+    def _voices(self) -> VoiceStore:
+        if self.voices is None:
+            raise ApiError(501, "not_configured", "this deployment keeps no voices (VOICES_TABLE)")
+        return self.voices
+
+    def check_known_speakers(self, client_id: str, options: TranscriptionOptions) -> None:
+        """Names in ``knownSpeakers`` that the client has not enrolled are refused before any
+        work (400 naming the field); the transcriber checks again when the job runs."""
+        if not options.known_speakers:
+            return
+        try:
+            self._voices().chosen(client_id, options.known_speakers)
+        except InvalidParameter as exc:
+            raise ApiError.invalid(exc) from None
+
+    # -- POST /v1/speakers ----------------------------------------------------------------
+    def enrol_speaker(
+        self, client_id: str, body: bytes, content_type: str | None, *, time_left: float | None = None
+    ) -> Reply:
+        """Multipart ``name`` + ``file`` (2-60 s of that person's speech) -> 201 ``{name,
+        seconds}``. The clip goes to the bucket's ``.voices/`` and a task to the queue; the
+        transcriber makes it a voice and deletes it; this waits for that like a transcription."""
+        if len(body) > MAX_BODY_BYTES:
+            raise payload_too_large()
+        self._voices()
+        fields, upload = read_form(body, content_type)
+        try:
+            name = parse_voice_name(get_field(fields, "name"), "name")
+        except InvalidParameter as exc:
+            raise ApiError.invalid(exc) from None
+        if upload is None or not upload.data:
+            raise ApiError(400, "invalid_parameter", "file is required: 2-60 s of the person's speech", field="file")
+        clip_id = uuid.uuid4().hex
+        key = f"{CLIP_PREFIX}{clip_id}"
+        bucket = self.settings.bucket
+        self.s3.put_object(Bucket=bucket, Key=key, Body=upload.data, ContentType="application/octet-stream")
+        task = {"voice": {"bucket": bucket, "key": key, "owner": client_id, "name": name}}
+        self.sqs.send_message(QueueUrl=self.settings.queue_url, MessageBody=json.dumps(task))
+        document = self.wait_for_result(bucket, key, self.wait_budget(time_left))
+        if document is None:
+            return Reply(202, {"name": name, "status": "queued"})
+        self.s3.delete_object(Bucket=bucket, Key=f"{key}.json")
+        if document.get("status") != "completed":
+            error = document.get("error") or {}
+            status = 422 if input_was_bad(document) else 500
+            raise ApiError(
+                status, error.get("code", "internal_error"), error.get("message", ""), field=error.get("field")
+            )
+        log.info("client %s enrolled the voice %r", client_id, name)
+        return Reply(201, {"name": name, "seconds": document.get("seconds")})
+
+    # -- GET /v1/speakers -----------------------------------------------------------------
+    def list_speakers(self, client_id: str) -> Reply:
+        return Reply(200, {"speakers": self._voices().listing(client_id)})
+
+    # -- DELETE /v1/speakers/{name} -------------------------------------------------------
+    def delete_speaker(self, client_id: str, name: str) -> Reply:
+        name = unquote(name or "")
+        # Another client's voice answers exactly like a missing one.
+        if not self._voices().delete(client_id, name):
+            raise ApiError(404, "not_found", f"no enrolled voice {name!r}", field="name")
+        log.info("client %s forgot the voice %r", client_id, name)
+        return Reply(200, {"name": name, "deleted": True})
 
 
 def _encode_cursor(key: dict) -> str:

@@ -33,6 +33,7 @@ from ..contract.languages import abilities_from_name, check_supported
 from ..contract.metadata import BOOKKEEPING, CALLBACK, JOB_ID, read_metadata, upload_metadata
 from ..contract.naming import JOB_ID_PATTERN, job_id_for, result_key
 from ..contract.options import TranscriptionOptions, parse_formats
+from ..contract.speakers import bucket_owner
 from ..errors import AudioError, Interrupted, InvalidParameter, WhisperlessError
 from .callbacks import Callbacks
 from .context import LambdaContext
@@ -40,6 +41,7 @@ from .eventbus import EventBus, job_event
 from .events import ObjectJob, RequestedJob, Skip, UrlJob
 from .metrics import record_job_metrics
 from .stores import JobStore, ResultStore, audio_identity, check_result_key, storage_refusal
+from .voices import VoiceRunner, VoiceStore, VoiceTask, embeddings
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,8 @@ class JobRunner:
         )
         self._url_runner = self._idempotent(self._process_url, "job.job_id", "url")
         self._request_runner = self._idempotent(self._process_request, "job.job_id", "requested")
+        # Enrolled voices (speakers by name); none configured: knownSpeakers is refused.
+        self.voices = VoiceStore(dynamodb.Table(settings.voices_table)) if settings.voices_table else None
 
     def interrupt(self) -> None:
         """Stop the running job at the engine's next checkpoint (seconds); its message comes back."""
@@ -161,7 +165,10 @@ class JobRunner:
 
     # -- entry ---------------------------------------------------------------------------
     def handle(
-        self, job: ObjectJob | UrlJob | RequestedJob | Skip, context: Any = None, receive_count: int | None = None
+        self,
+        job: ObjectJob | UrlJob | RequestedJob | VoiceTask | Skip,
+        context: Any = None,
+        receive_count: int | None = None,
     ) -> dict:
         """Run one job. ``context``: the Lambda context, or None for the plain worker.
         ``receive_count``: how often the queue has delivered this message (None: not from a queue)."""
@@ -174,6 +181,13 @@ class JobRunner:
             reason = f"bucket {job.bucket!r} is not this deployment's bucket"
             log.error("skipped %s: %s", job.key, reason)
             return {"status": "skipped", "reason": reason, "key": job.key}
+        if isinstance(job, VoiceTask):
+            if self.voices is None:
+                log.error("skipped the voice %r: no VOICES_TABLE is configured", job.name)
+                return {"status": "skipped", "reason": "no voices table", "key": job.key}
+            return VoiceRunner(s3=self.s3, store=self.voices, results=self.results, engine=lambda: self.engine).handle(
+                job
+            )
         final = receive_count is not None and receive_count >= self.settings.max_receive_count
         seconds = self.settings.worker_job_seconds or DEFAULT_JOB_SECONDS
         return self._run(Attempt(job, final), context or LambdaContext("worker", seconds))
@@ -214,7 +228,8 @@ class JobRunner:
                 log.info("job %s: its result is already written; finishing the job", job_id)
                 document, stored = written
                 return self._conclude(job_id, bucket, key, document, callback_url, stored=stored, previous=previous)
-            document = self._result_for_object(job_id, bucket, key, head, metadata, source)
+            owner = previous.get("clientId") or bucket_owner(bucket)
+            document = self._result_for_object(job_id, bucket, key, head, metadata, source, owner)
             return self._conclude(job_id, bucket, key, document, callback_url, _formats(metadata), audio=audio)
         except Exception as exc:
             refusal = storage_refusal(exc)
@@ -248,9 +263,15 @@ class JobRunner:
                 return None
             raise
 
-    def _result_for_object(self, job_id, bucket, key, head, metadata, source) -> dict:
+    def _result_for_object(self, job_id, bucket, key, head, metadata, source, owner: str) -> dict:
+        """``owner``: whose enrolled voices ``knownSpeakers`` names (the API client, or the bucket)."""
+        voices = None
         try:
             options = TranscriptionOptions.from_params(metadata, defaults=self.settings.defaults)
+            if options.known_speakers:
+                if self.voices is None:
+                    raise InvalidParameter("this deployment keeps no voices", field="knownSpeakers")
+                voices = embeddings(self.voices.chosen(owner, options.known_speakers))
             # Before the download: a language or task the model cannot do fails the same way later.
             check_supported(abilities_from_name(self.engine.whisper_model), options.language, options.task)
             size = int(head.get("ContentLength", 0))
@@ -266,7 +287,9 @@ class JobRunner:
             local = Path(tmp) / f"audio{suffix}"
             self.s3.download_file(bucket, key, str(local))  # streams to disk; errors propagate (retry)
             try:
-                result = self.engine.process(local, options, job_id=job_id, source=source, cancel=self.stopping.is_set)
+                result = self.engine.process(
+                    local, options, job_id=job_id, source=source, cancel=self.stopping.is_set, voices=voices
+                )
             except Interrupted:
                 raise  # not the job's failure: it is put back
             except WhisperlessError as exc:
@@ -303,7 +326,8 @@ class JobRunner:
             if written is not None:  # redelivered after its result was written: finish, do not redo
                 document, stored = written
                 return self._conclude(job_id, bucket, key, document, callback_url, stored=stored, previous=previous)
-            document = self._result_for_object(job_id, bucket, key, head, metadata, source)
+            owner = bucket_owner(bucket)  # an event on the bus: the bucket's voices
+            document = self._result_for_object(job_id, bucket, key, head, metadata, source, owner)
             return self._conclude(job_id, bucket, key, document, callback_url, _formats(metadata), audio=audio)
         except Exception as exc:
             refusal = storage_refusal(exc)
