@@ -7,7 +7,7 @@ global speaker IDs: FEO066, MÉO069 and FEE083 speak in two excerpts each). For 
 the voices known are those enrolled from every other excerpt (each person once, from the first
 excerpt they speak in): their lone speech there (reference turns minus everyone else's, at most
 20 s). B is diarized as the engine diarizes it, and each diarized speaker (its reference identity:
-the person its turns overlap most) is named by ``engine.speakers.name_speakers``. Outcomes per
+whose lone reference speech its turns cover most) is named by ``engine.speakers.name_speakers``. Outcomes per
 diarized speaker:
 
 - correct: given their own name;
@@ -57,13 +57,19 @@ def lone_speech(turns, speaker: str, audio: np.ndarray) -> np.ndarray:
 
 
 def identity(turns, diarized_label: str, diarization) -> str:
-    """The reference speaker a diarized speaker's turns overlap most."""
+    """The person a diarized speaker is: whose lone reference speech (no one else annotated at
+    the same time) its turns cover most. (AMI annotates some people through others' speech: plain
+    overlap would credit them with everyone's turns.)"""
+    edges = sorted({0.0, *(t for s, e, _ in turns for t in (s, e))})
     overlap: dict[str, float] = {}
-    for t in diarization.turns:
-        if t.speaker != diarized_label:
+    for a, b in zip(edges, edges[1:], strict=False):
+        speaking = {who for s, e, who in turns if s < b and e > a}
+        if len(speaking) != 1:
             continue
-        for s, e, who in turns:
-            overlap[who] = overlap.get(who, 0.0) + max(0.0, min(e, t.end) - max(s, t.start))
+        (who,) = speaking
+        for t in diarization.turns:
+            if t.speaker == diarized_label:
+                overlap[who] = overlap.get(who, 0.0) + max(0.0, min(b, t.end) - max(a, t.start))
     return max(overlap, key=lambda k: overlap[k]) if overlap else "?"
 
 

@@ -96,14 +96,9 @@ def name_speakers(
             if similarity[i, j] >= threshold:
                 names[comparable[i]] = known[j]
                 best[comparable[i]] = float(similarity[i, j])
-    table = []
-    for label in labels:
-        similarity = best[label]
-        table.append(
-            {
-                "label": label,
-                "name": names.get(label),
-                "similarity": None if similarity is None else round(similarity, 3),
-            }
-        )
+    table = [{"label": label, "name": names.get(label), "similarity": _rounded(best[label])} for label in labels]
     return replace(diarization, names=names), table
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
