@@ -130,7 +130,8 @@ def test_speakers_objects_enrol_and_forget_the_bucket_s_voices_and_are_never_tra
         assert isinstance(job, Skip), key
     [other] = jobs_from_payload(_object_event("Object Deleted", "calls/a.wav"))
     assert isinstance(other, Skip)
-    record = {"eventName": "ObjectRemoved:Delete", "s3": {"bucket": {"name": "b"}, "object": {"key": "speakers/Bo.mp3"}}}
+    s3 = {"bucket": {"name": "b"}, "object": {"key": "speakers/Bo.mp3"}}
+    record = {"eventName": "ObjectRemoved:Delete", "s3": s3}
     assert jobs_from_payload({"Records": [record]}) == [VoiceTask("forget", "b", "bucket:b", "Bo", None)]
 
 
