@@ -3,12 +3,14 @@
     .venv/bin/python bench/speakers.py [--ami-dir DIR] [--json FILE]
 
 Data: the AMI meeting excerpts (real far-field meetings, 30 s each, reference RTTMs with AMI's
-global speaker IDs: FEO066, MÉO069 and FEE083 speak in two excerpts each). For every excerpt B,
-the voices known are those enrolled from every other excerpt (each person once, from the first
-excerpt they speak in): their lone speech there (reference turns minus everyone else's, at most
-20 s). B is diarized as the engine diarizes it, and each diarized speaker (its reference identity:
-whose lone reference speech its turns cover most) is named by ``engine.speakers.name_speakers``. Outcomes per
-diarized speaker:
+global speaker IDs: FEO066, MÉO069 and FEE083 speak in two excerpts each), and pyannote's bundled
+sample (a real two-person call: its people are strangers to every meeting and the meetings'
+people strangers to it). For every recording B, the voices known are those enrolled from every
+other recording (each person once, from the first recording they speak in): their lone speech
+there (reference turns minus everyone else's, at most 20 s; at least 2 s of speech, as the
+product requires). B is diarized as the engine diarizes it, and each diarized speaker (its
+reference identity: whose lone reference speech its turns cover most) is named by
+``engine.speakers.name_speakers``. Outcomes per diarized speaker:
 
 - correct: given their own name;
 - wrong name: a known person given someone else's name;
@@ -16,7 +18,7 @@ diarized speaker:
 - missed: a known person left without a name (the rest are strangers rightly left unnamed).
 
 The same is swept over thresholds, with the similarity of every same-person pair (a person's
-diarized voice in B vs their enrolment from another excerpt) and of every different-person pair.
+diarized voice in B vs their enrolment from another recording) and of every different-person pair.
 Cost: seconds to diarize each excerpt, to enrol each voice and to name the speakers.
 """
 
@@ -35,7 +37,7 @@ sys.path.insert(0, str(ROOT / "layers" / "shared"))
 sys.path.insert(0, str(ROOT))
 
 import whisperless  # noqa: E402,F401  - first: the OpenMP wait policy
-from bench.diarization_quality import ami_items, default_ami_dir, read_wav  # noqa: E402
+from bench.diarization_quality import ami_items, default_ami_dir, read_wav, sample_item  # noqa: E402
 from whisperless.config import engine_settings  # noqa: E402
 from whisperless.engine import models  # noqa: E402
 from whisperless.engine.speakers import MATCH_THRESHOLD, enrol, name_speakers  # noqa: E402
@@ -78,7 +80,8 @@ def main() -> None:
     parser.add_argument("--ami-dir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    items = ami_items(args.ami_dir or default_ami_dir())
+    # pyannote's sample (a real phone call, two people in no AMI meeting): more strangers.
+    items = [*ami_items(args.ami_dir or default_ami_dir()), sample_item()]
     pipeline = models.load_diarization("campplus", engine_settings())
     pipeline(np.zeros(10 * SAMPLE_RATE, np.float32))  # warm up
 
