@@ -112,10 +112,11 @@ def iam_on_resources() -> None:
     With IAM enforced, moto matches a statement's ``Resource`` against the real ARN only for S3
     and SQS; every other request is checked against ``"*"``, so a policy scoped to a table or a
     secret (as least privilege asks) denies even the calls it allows. Here DynamoDB requests are
-    judged on the table's ARN (``TableName``), Secrets Manager's on the secret's full ARN
-    (``SecretId``, by name or partial ARN) and EventBridge's ``PutEvents`` on the event bus ARN.
-    Requests naming several resources at once (batch and transaction calls, events to several
-    buses) stay on ``"*"``, where a scoped grant denies them: none of ours make them.
+    judged on the table's ARN (``TableName``; the index's for a query of an index), Secrets
+    Manager's on the secret's full ARN (``SecretId``, by name or partial ARN) and EventBridge's
+    ``PutEvents`` on the event bus ARN. Requests naming several resources at once (batch and
+    transaction calls, events to several buses) stay on ``"*"``, where a scoped grant denies them,
+    and moto judges S3's DeleteObjects on the bucket: none of ours make them.
 
     And as on AWS, reading a key that does not exist needs ``s3:ListBucket`` on the bucket to
     answer 404: without it S3 answers 403, which moto never does. Inline role policies that
@@ -136,9 +137,9 @@ def iam_on_resources() -> None:
         name = self._get_param("TableName")
         if not isinstance(name, str) or not name:
             return "*"
-        if name.startswith("arn:"):
-            return name
-        return f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{name}"
+        arn = name if name.startswith("arn:") else f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{name}"
+        index = self._get_param("IndexName")  # a query of an index is judged on the index, as on AWS
+        return f"{arn}/index/{index}" if isinstance(index, str) and index else arn
 
     def secret_arn(self) -> str:
         secret_id = self._get_param("SecretId")
