@@ -953,3 +953,25 @@ def test_known_speakers_must_be_the_caller_s_own_voices(app_module, api, aws):
     assert aws["s3"].head_object(Bucket=BUCKET, Key=key)["Metadata"]["knownspeakers"] == "Alice"
     needs = seed_post(app_module, knownSpeakers="Alice", diarization="false")
     assert needs.status == 400 and needs.json["error"]["field"] == "knownSpeakers"
+
+
+def test_openai_style_reference_voices_travel_with_the_job(app_module, api, aws):
+    import base64
+
+    reference = "data:audio/wav;base64," + base64.b64encode(WAV).decode()
+    form = [("known_speaker_names[]", "Alice"), ("known_speaker_references[]", reference), ("diarization", "true")]
+    answer = call(app_module, "POST", "/v1/transcriptions", data=form, files={"file": ("a.wav", WAV)})
+    assert answer.status == 202, answer.json
+    job_id = answer.json["id"]
+    assert aws["s3"].get_object(Bucket=BUCKET, Key=f".voices/{job_id}/0")["Body"].read() == WAV
+    (audio,) = [k for k in stored_keys(aws) if k.startswith("uploads/")]
+    metadata = aws["s3"].head_object(Bucket=BUCKET, Key=audio)["Metadata"]
+    assert metadata["knownspeakers"] == "Alice" and metadata["voicereferences"] == "1"
+
+    refusals = {
+        "knownSpeakers": [*form, ("knownSpeakers", "Alice")],
+        "known_speaker_references[]": [("known_speaker_names[]", "Alice"), ("diarization", "true")],
+    }
+    for field, fields in refusals.items():
+        refused = call(app_module, "POST", "/v1/transcriptions", data=fields, files={"file": ("a.wav", WAV)})
+        assert refused.status == 400 and refused.json["error"]["field"] == field, refused.json

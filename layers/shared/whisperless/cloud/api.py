@@ -30,7 +30,7 @@ import mimetypes
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -38,10 +38,17 @@ from ..config import Settings, engine_settings
 from ..contract.documents import input_was_bad
 from ..contract.formats import MEDIA_TYPES, RENDERERS
 from ..contract.languages import abilities_from_name, check_supported
-from ..contract.metadata import upload_metadata
+from ..contract.metadata import VOICE_REFERENCES, upload_metadata
 from ..contract.naming import JOB_ID_PATTERN, output_keys
 from ..contract.options import TranscriptionOptions, is_unset
-from ..contract.speakers import CLIP_PREFIX, parse_voice_name
+from ..contract.speakers import (
+    CLIP_PREFIX,
+    NAMES_FIELD,
+    REFERENCES_FIELD,
+    parse_voice_name,
+    reference_key,
+    reference_voices,
+)
 from ..errors import InvalidParameter
 from . import apikeys, netguard
 from .forms import (
@@ -50,6 +57,7 @@ from .forms import (
     audio_name,
     contract_params,
     get_field,
+    multipart_pairs,
     name_from_url,
     read_form,
 )
@@ -88,6 +96,8 @@ class JobRequest:
     options: TranscriptionOptions
     url: str | None = None
     file: UploadedFile | None = None
+    # OpenAI's known_speaker_names[] + known_speaker_references[]: (name, clip) per voice.
+    references: tuple[tuple[str, bytes], ...] = ()
 
 
 # --------------------------------------------------------------------------- auth
@@ -273,8 +283,9 @@ class Api:
         ``time_left``: seconds the caller may still run (the Lambda context's)."""
         if len(body) > MAX_BODY_BYTES:
             raise payload_too_large()
-        request = self.job_request(*read_form(body, content_type))
-        self.check_known_speakers(client_id, request.options)
+        request = self.with_references(self.job_request(*read_form(body, content_type)), body, content_type)
+        if not request.references:
+            self.check_known_speakers(client_id, request.options)
         job_id, bucket, key = self.start_job(client_id, request)
         if "callbackURL" in request.params:
             return pending_reply(job_id, "queued")
@@ -295,6 +306,12 @@ class Api:
             name = audio_name(name_from_url(request.url or ""), request.params.get("fileType"))
         key = f"uploads/{job_id}/{name}"
         metadata = s3_metadata(job_id, request.params, client_id)  # the last check: nothing stored yet
+        if request.references:
+            # The clips go first (the upload starts the job); the transcriber enrols them for this
+            # job only, then deletes them (the bucket's lifecycle drops strays after a day).
+            metadata[VOICE_REFERENCES] = str(len(request.references))
+            for i, (_, clip) in enumerate(request.references):
+                self.s3.put_object(Bucket=bucket, Key=reference_key(job_id, i), Body=clip)
 
         self.jobs.create(job_id, bucket=bucket, key=key, params=request.params, client_id=client_id)
         if request.file is not None:
@@ -311,6 +328,30 @@ class Api:
             self.sqs.send_message(QueueUrl=self.settings.queue_url, MessageBody=json.dumps(message))
         log.info("job %s queued for client %s (%s)", job_id, client_id, "file" if request.file else "url")
         return job_id, bucket, key
+
+    def with_references(self, request: JobRequest, body: bytes, content_type: str | None) -> JobRequest:
+        """OpenAI's per-request voices (multipart ``known_speaker_names[]`` with
+        ``known_speaker_references[]``): the names become ``knownSpeakers``, the clips go with the job."""
+        if not (content_type or "").lower().startswith("multipart/form-data"):
+            return request
+        pairs, _ = multipart_pairs(body, content_type or "")
+        names = [value for name, value in pairs if name.lower() == NAMES_FIELD]
+        clips = [value for name, value in pairs if name.lower() == REFERENCES_FIELD]
+        if not names and not clips:
+            return request
+        if "knownSpeakers" in request.params:
+            raise ApiError(
+                400, "invalid_parameter", f"send knownSpeakers or {NAMES_FIELD}, not both", field="knownSpeakers"
+            )
+        if request.file is None:
+            raise ApiError(400, "invalid_parameter", f"{REFERENCES_FIELD} needs the file itself", field="file")
+        try:
+            references = reference_voices(names, clips)
+            params = {**request.params, "knownSpeakers": ",".join(name for name, _ in references)}
+            options = TranscriptionOptions.from_params(params, defaults=self.settings.defaults)
+        except InvalidParameter as exc:
+            raise ApiError.invalid(exc) from None
+        return replace(request, params=params, options=options, references=tuple(references))
 
     def wait_budget(self, time_left: float | None) -> float:
         budget = self.settings.result_wait_seconds

@@ -30,10 +30,10 @@ from typing import Any
 from ..config import Settings
 from ..contract.documents import failed_document
 from ..contract.languages import abilities_from_name, check_supported
-from ..contract.metadata import BOOKKEEPING, CALLBACK, JOB_ID, read_metadata, upload_metadata
+from ..contract.metadata import BOOKKEEPING, CALLBACK, JOB_ID, VOICE_REFERENCES, read_metadata, upload_metadata
 from ..contract.naming import JOB_ID_PATTERN, job_id_for, result_key
 from ..contract.options import TranscriptionOptions, parse_formats
-from ..contract.speakers import bucket_owner
+from ..contract.speakers import MAX_KNOWN_SPEAKERS, REFERENCES_FIELD, bucket_owner, reference_key
 from ..errors import AudioError, Interrupted, InvalidParameter, WhisperlessError
 from .callbacks import Callbacks
 from .context import LambdaContext
@@ -266,9 +266,12 @@ class JobRunner:
     def _result_for_object(self, job_id, bucket, key, head, metadata, source, owner: str) -> dict:
         """``owner``: whose enrolled voices ``knownSpeakers`` names (the API client, or the bucket)."""
         voices = None
+        # The request's own clips (known_speaker_references[]), stored by the API: enrolled below.
+        count = metadata.get(VOICE_REFERENCES, "")
+        references = min(int(count), MAX_KNOWN_SPEAKERS) if count.isdigit() else 0
         try:
             options = TranscriptionOptions.from_params(metadata, defaults=self.settings.defaults)
-            if options.known_speakers:
+            if options.known_speakers and not references:
                 if self.voices is None:
                     raise InvalidParameter("this deployment keeps no voices", field="knownSpeakers")
                 voices = embeddings(self.voices.chosen(owner, options.known_speakers))
@@ -287,6 +290,8 @@ class JobRunner:
             local = Path(tmp) / f"audio{suffix}"
             self.s3.download_file(bucket, key, str(local))  # streams to disk; errors propagate (retry)
             try:
+                if references:
+                    voices = self._reference_voices(bucket, job_id, options.known_speakers, Path(tmp))
                 result = self.engine.process(
                     local, options, job_id=job_id, source=source, cancel=self.stopping.is_set, voices=voices
                 )
@@ -294,13 +299,43 @@ class JobRunner:
                 raise  # not the job's failure: it is put back
             except WhisperlessError as exc:
                 log.info("job %s failed: %s", job_id, exc.message)
+                self._forget_references(bucket, job_id, references)
                 return failed_document(job_id, exc, source)
             except Exception as exc:  # noqa: BLE001 - the same input would fail again: report, do not retry
                 log.exception("job %s: engine failure", job_id)
+                self._forget_references(bucket, job_id, references)
                 return failed_document(job_id, exc, source)
+        self._forget_references(bucket, job_id, references)
         # Before the result (what clients wait for); an S3 failure here is retried like the result's.
         self.results.write_extras(bucket, key, result.unredacted, result.redacted_audio)
         return result.document
+
+    def _reference_voices(self, bucket: str, job_id: str, names: tuple[str, ...], tmp: Path) -> dict[str, Any]:
+        """The request's own voices (known_speaker_references[], stored by the API for this job)."""
+        import numpy as np
+
+        voices = {}
+        for i, name in enumerate(names):
+            local = tmp / f"reference-{i}"
+            try:
+                self.s3.download_file(bucket, reference_key(job_id, i), str(local))
+            except self.s3.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                    raise
+                raise AudioError(
+                    f"the clip for {name!r} is gone", code="file_not_found", field=REFERENCES_FIELD
+                ) from None
+            voices[name] = np.asarray(self.engine.enrol(local, field=REFERENCES_FIELD).embedding)
+        return voices
+
+    def _forget_references(self, bucket: str, job_id: str, count: int) -> None:
+        """Per-request clips are used once: deleted once the job has its result (best effort: the
+        bucket's lifecycle rule drops any left under .voices/ after a day)."""
+        for i in range(count):
+            try:
+                self.s3.delete_object(Bucket=bucket, Key=reference_key(job_id, i))
+            except Exception:  # noqa: BLE001
+                log.exception("job %s: could not delete its reference clip %d", job_id, i)
 
     # -- Transcription Requested (an EventBridge event) ------------------------------------
     def _process_request(self, attempt: Attempt) -> dict:

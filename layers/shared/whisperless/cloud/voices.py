@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..contract.documents import failed_document
+from ..contract.naming import job_id_for
 from ..contract.speakers import ALL, CLIP_PREFIX, MAX_KNOWN_SPEAKERS
 from ..errors import InvalidParameter, WhisperlessError
 
@@ -126,7 +127,13 @@ class VoiceRunner:
             log.info("voice %r of %s forgotten (%s)", task.name, task.owner, "existed" if existed else "was not there")
             return {"status": "forgotten", "name": task.name}
         assert task.key is not None
-        outcome_id = task.key.rsplit("/", 1)[-1].rsplit(".", 1)[0][:128]
+        # The API's clip is named by a uuid; a speakers/ object by its key, hashed (names may be
+        # non-ASCII, and the outcome's id goes into S3 metadata).
+        outcome_id = (
+            task.key[len(CLIP_PREFIX) :]
+            if task.key.startswith(CLIP_PREFIX)
+            else job_id_for(task.bucket, task.key, None, None)
+        )
         source = {"bucket": task.bucket, "key": task.key}
         with tempfile.TemporaryDirectory(prefix="whisperless-voice-") as tmp:
             local = Path(tmp) / "clip"

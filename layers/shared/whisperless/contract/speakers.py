@@ -8,6 +8,8 @@ Light (no numpy, no boto3): the API function uses it from the layer.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from typing import Any
 
@@ -24,8 +26,18 @@ MAX_KNOWN_SPEAKERS = 20
 MAX_NAME_LENGTH = 64
 ALL = "*"
 
+#: OpenAI's per-request voices, as multipart array fields: names and their clips as data URLs.
+NAMES_FIELD = "known_speaker_names[]"
+REFERENCES_FIELD = "known_speaker_references[]"
+_DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?(?:;[^,;]*)*;base64,(.*)", re.DOTALL)
+
 _ANONYMOUS = re.compile(r"SPEAKER_\d+", re.IGNORECASE)
 _FORBIDDEN = set(",/\\*")
+
+
+def reference_key(job_id: str, index: int) -> str:
+    """Where a job's ``known_speaker_references[]`` clip waits for the transcriber."""
+    return f"{CLIP_PREFIX}{job_id}/{index}"
 
 
 def bucket_owner(bucket: str) -> str:
@@ -78,3 +90,32 @@ def enrolment_name(key: str) -> str | None:
 def is_enrolment_key(key: str) -> bool:
     """Keys under ``speakers/`` or the API's clips: never transcribed."""
     return key.startswith((SPEAKERS_PREFIX, CLIP_PREFIX))
+
+
+def reference_voices(names: list[str], references: list[str]) -> list[tuple[str, bytes]]:
+    """OpenAI's ``known_speaker_names[]`` with ``known_speaker_references[]`` (``data:audio/wav;
+    base64,...``), pair by pair -> [(name, clip bytes)]; refused naming the field at fault."""
+    if len(names) != len(references):
+        raise InvalidParameter(
+            f"send one {REFERENCES_FIELD} per {NAMES_FIELD} ({len(names)} names, {len(references)} references)",
+            field=REFERENCES_FIELD,
+        )
+    if len(names) > MAX_KNOWN_SPEAKERS:
+        raise InvalidParameter(f"{NAMES_FIELD}: at most {MAX_KNOWN_SPEAKERS} voices per request", field=NAMES_FIELD)
+    parsed = [parse_voice_name(name, NAMES_FIELD) for name in names]
+    if len(set(parsed)) != len(parsed):
+        raise InvalidParameter(f"{NAMES_FIELD}: a name is given twice", field=NAMES_FIELD)
+    clips = []
+    for reference in references:
+        match = _DATA_URL.fullmatch(reference.strip())
+        try:
+            clip = base64.b64decode(match.group(2), validate=True) if match else b""
+        except (binascii.Error, ValueError):
+            clip = b""
+        if not clip:
+            raise InvalidParameter(
+                f"{REFERENCES_FIELD} must be a data URL holding the audio (data:audio/wav;base64,...)",
+                field=REFERENCES_FIELD,
+            )
+        clips.append(clip)
+    return list(zip(parsed, clips, strict=True))

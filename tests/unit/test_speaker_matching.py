@@ -143,3 +143,23 @@ def test_the_api_s_enrolment_message():
 
     with pytest.raises(InvalidEvent):  # only the API's clips, never any object in the bucket
         jobs_from_payload({"voice": {**message["voice"], "key": "calls/a.wav"}})
+
+
+def test_openai_style_reference_voices():
+    import base64
+
+    from whisperless.contract.speakers import reference_voices
+
+    clip = base64.b64encode(b"RIFF....WAVE").decode()
+    assert reference_voices(["Alice"], [f"data:audio/wav;base64,{clip}"]) == [("Alice", b"RIFF....WAVE")]
+    cases = [
+        (["Alice", "Bob"], [f"data:audio/wav;base64,{clip}"], "known_speaker_references[]"),
+        (["Alice"], ["https://example.com/a.wav"], "known_speaker_references[]"),
+        (["Alice"], ["data:audio/wav;base64,@@@"], "known_speaker_references[]"),
+        (["Alice", "Alice"], [f"data:audio/wav;base64,{clip}"] * 2, "known_speaker_names[]"),
+        (["a/b"], [f"data:audio/wav;base64,{clip}"], "known_speaker_names[]"),
+    ]
+    for names, references, field in cases:
+        with pytest.raises(InvalidParameter) as caught:
+            reference_voices(names, references)
+        assert caught.value.field == field, (names, references)

@@ -173,3 +173,25 @@ def test_a_speakers_object_enrols_the_bucket_s_voice_and_deleting_it_forgets_her
     s3.put_object(Bucket=bucket, Key="calls/again.wav", Body=MEETING.read_bytes(), Metadata=metadata)
     failed = _wait_for(s3, bucket, "calls/again.wav.json")
     assert failed["status"] == "failed" and failed["error"]["field"] == "knownSpeakers", failed
+
+
+def test_openai_style_references_name_her_for_one_request_without_enrolling(stack):
+    import base64
+
+    reference = "data:audio/wav;base64," + base64.b64encode(ENROL.read_bytes()).decode()
+    with MEETING.open("rb") as audio:
+        reply = requests.post(
+            f"{stack['api']}/v1/transcriptions",
+            headers=_auth(stack["apiKey"]),
+            data=[("diarization", "true"), ("known_speaker_names[]", "Fi"), ("known_speaker_references[]", reference)],
+            files={"file": ("trn09.wav", audio)},
+            timeout=300,
+        )
+    assert reply.status_code == 200, reply.text
+    _named(reply.json(), "Fi")
+    s3 = _client(stack, "s3")
+    assert s3.list_objects_v2(Bucket=stack["bucket"], Prefix=f".voices/{reply.json()['id']}/").get("KeyCount", 0) == 0
+    # Nothing enrolled: the voice was for this request only.
+    assert requests.get(f"{stack['api']}/v1/speakers", headers=_auth(stack["apiKey"]), timeout=30).json() == {
+        "speakers": []
+    }
