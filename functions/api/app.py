@@ -161,7 +161,9 @@ def _respond(reply: Reply) -> Response:
 @app.post(
     "/v1/transcriptions",
     summary="Transcribe a file (multipart) or a URL (JSON)",
-    description="Waits briefly for the result; otherwise (or with callbackURL) answers 202 with a statusUrl.",
+    description="Waits briefly for the result; otherwise (or with callbackURL) answers 202 with a statusUrl. "
+    "Multipart may add OpenAI's known_speaker_names[] with known_speaker_references[] (data URLs of clips): "
+    "voices for this request only.",
     openapi_extensions={
         "requestBody": {
             "required": True,
