@@ -134,7 +134,9 @@ def test_every_api_route(api, transcriber, account, hello_wav, translated, no_de
     # Speakers by name: the API stores the clip and queues it; the transcriber (its own role) makes
     # it a voice, deletes the clip; a job asking for it queries the voices under the transcriber's
     # role; the API lists and forgets it. A slow machine may answer 202 (still enrolling).
-    clip = {"file": ("fiona.wav", (ROOT / "tests" / "data" / "trn06-fee083.wav").read_bytes(), "audio/wav")}
+    clip = {
+        "file": ("fiona.wav", (ROOT / "tests" / "data" / "speakers" / "trn06-fee083.wav").read_bytes(), "audio/wav")
+    }
     enrolled = call("POST", "/v1/speakers", files=clip, data={"name": "Fiona"})
     assert enrolled.status in (201, 202), enrolled.json
     if enrolled.status == 202:

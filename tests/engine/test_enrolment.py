@@ -15,7 +15,7 @@ from whisperless.engine import Engine, models
 from whisperless.engine.speakers import MATCH_THRESHOLD, enrol, name_speakers
 from whisperless.errors import AudioError
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[1] / "data" / "speakers"
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_her_voice_names_her_in_another_meeting_and_no_one_else(pipeline, fiona)
     assert list(named.names.values()) == ["Fiona"], table
     assert len(table) >= 2  # the others keep their labels
     # A meeting she is not in: nobody is her.
-    named, table = name_speakers(pipeline(read_wav(DATA / "trn03.wav")), {"Fiona": fiona.embedding})
+    named, table = name_speakers(pipeline(read_wav(DATA.parent / "trn03.wav")), {"Fiona": fiona.embedding})
     assert named.names == {} and all(row["similarity"] < MATCH_THRESHOLD for row in table), table
 
 

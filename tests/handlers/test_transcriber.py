@@ -355,7 +355,7 @@ def test_an_unknown_entity_type_fails_the_job_naming_redact(aws, clip):
     assert doc["status"] == "failed" and doc["error"]["field"] == "redact" and "SHOE_SIZE" in doc["error"]["message"]
 
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[1] / "data" / "speakers"
 
 
 def test_a_speakers_object_enrols_the_bucket_s_voice_is_never_transcribed_and_its_deletion_forgets_it(aws):

@@ -18,7 +18,7 @@ from localstack import running_stack, stack_output
 from whisperless.cloud import apikeys
 from whisperless.engine.speakers import MATCH_THRESHOLD
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[1] / "data" / "speakers"
 ENROL = DATA / "trn06-fee083.wav"  # 8.1 s of FEE083 alone, from AMI excerpt trn06
 MEETING = DATA / "trn09.wav"  # another AMI meeting where she speaks, with MEE094 and MEE095
 KEY_B = "wl_speakers_client_b"

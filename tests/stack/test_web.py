@@ -325,7 +325,7 @@ def test_choosing_a_new_file_clears_the_old_transcript(stack, browser, clip, big
 
 def test_a_voice_enrolled_on_the_page_names_her_in_another_meeting(stack, browser):
     By = _by()
-    data = Path(__file__).resolve().parents[1] / "data"
+    data = Path(__file__).resolve().parents[1] / "data" / "speakers"
     _open(browser, stack, stack["apiKey"], data / "trn09.wav", diarization=True)
     browser.find_element(By.ID, "voice-name").send_keys("Fiona")
     browser.find_element(By.ID, "voice-file").send_keys(str(data / "trn06-fee083.wav"))
