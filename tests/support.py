@@ -41,15 +41,17 @@ def set_aws_env(monkeypatch) -> None:
 def wire_bucket_to_queue(
     s3, sqs, events, bucket: str, queue_name: str = "jobs", queue_attributes: dict[str, str] | None = None
 ) -> str:
-    """Bucket -> EventBridge Object Created (our outputs excluded) -> SQS; returns the queue URL."""
+    """Bucket -> EventBridge Object Created (our outputs excluded) and Object Deleted under speakers/
+    -> SQS, as the template's rules; returns the queue URL."""
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
     queue = sqs.create_queue(QueueName=queue_name, Attributes=queue_attributes or {})["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    pattern = copy.deepcopy(_template()["Resources"]["AudioUploadedRule"]["Properties"]["EventPattern"])
-    pattern["detail"]["bucket"]["name"] = [bucket]  # the template's !Ref AudioBucket
-    events.put_rule(Name="audio-uploaded", EventPattern=json.dumps(pattern))
-    events.put_targets(Rule="audio-uploaded", Targets=[{"Id": "queue", "Arn": queue_arn}])
+    for rule, name in (("AudioUploadedRule", "audio-uploaded"), ("SpeakerDeletedRule", "speaker-deleted")):
+        pattern = copy.deepcopy(_template()["Resources"][rule]["Properties"]["EventPattern"])
+        pattern["detail"]["bucket"]["name"] = [bucket]  # the template's !Ref AudioBucket
+        events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+        events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": queue_arn}])
     return queue
 
 
@@ -95,6 +97,12 @@ def create_tables(dynamodb, tables: dict[str, str]) -> None:
             AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
         )
+
+
+def create_voices_table(dynamodb, name: str = "voices") -> None:
+    """The voices table exactly as template.yaml declares it."""
+    props = _template()["Resources"]["VoicesTable"]["Properties"]
+    dynamodb.create_table(TableName=name, **{k: props[k] for k in ("KeySchema", "AttributeDefinitions", "BillingMode")})
 
 
 def create_jobs_table(dynamodb, name: str = "jobs") -> None:

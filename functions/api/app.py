@@ -84,6 +84,11 @@ _PARAMS = {
         "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
         "description": "also write <key>.srt / .vtt / .txt next to the audio: 'srt,vtt,txt'",
     },
+    "knownSpeakers": {
+        "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+        "description": "enrolled voices (POST /v1/speakers) to name the speakers after: 'Alice,Bob', or '*' for all "
+        "(needs diarization)",
+    },
 }
 _EMPTY_MEANS_UNSET = "Every empty string means unset."
 
@@ -121,7 +126,7 @@ def _errors(*statuses: int) -> dict:
         400: "bad parameter (error.field names it)",
         401: "missing or unknown API key",
         403: "disabled API key",
-        404: "no such transcription for this client",
+        404: "no such transcription (or voice) for this client",
         413: "body over 10 MB or file over the audio limit",
         415: "unsupported content type",
         422: "request validation failed",
@@ -156,7 +161,9 @@ def _respond(reply: Reply) -> Response:
 @app.post(
     "/v1/transcriptions",
     summary="Transcribe a file (multipart) or a URL (JSON)",
-    description="Waits briefly for the result; otherwise (or with callbackURL) answers 202 with a statusUrl.",
+    description="Waits briefly for the result; otherwise (or with callbackURL) answers 202 with a statusUrl. "
+    "Multipart may add OpenAI's known_speaker_names[] with known_speaker_references[] (data URLs of clips): "
+    "voices for this request only.",
     openapi_extensions={
         "requestBody": {
             "required": True,
@@ -250,6 +257,62 @@ def openai_translation():
 @app.get("/v1/health", summary="Liveness, without a key", security=[])
 def health():
     return _respond(Reply(200, {"status": "ok"}))
+
+
+@app.post(
+    "/v1/speakers",
+    summary="Enrol a voice: name + file (2-60 s of that person's speech)",
+    description="Stored as an embedding only (the clip is not kept); knownSpeakers then names its speaker.",
+    openapi_extensions={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["name", "file"],
+                        "properties": {
+                            "name": {"type": "string", "description": "the person's name (no , / \\ *)"},
+                            "file": {"type": "string", "format": "binary"},
+                        },
+                    }
+                }
+            },
+        }
+    },
+    responses={
+        201: {"description": "{name, seconds}: enrolled (seconds of speech used)", "content": _JSON_ANY},
+        202: {"description": "{name, status}: still being enrolled", "content": _JSON_ANY},
+        **_errors(400, 401, 403, 413, 415),
+        422: {"description": "the clip is not usable (too little speech, not audio)", "content": _ERROR},
+    },
+)
+def enrol_speaker():
+    client_id = _client_id()
+    content_type = app.current_event.headers.get("content-type")
+    return _respond(service().enrol_speaker(client_id, _body(), content_type, time_left=_time_left()))
+
+
+@app.get(
+    "/v1/speakers",
+    summary="The caller's enrolled voices",
+    responses={
+        200: {"description": "{speakers: [{name, seconds, createdAt}]}", "content": _JSON_ANY},
+        **_errors(401, 403),
+    },
+)
+def list_speakers():
+    return _respond(service().list_speakers(_client_id()))
+
+
+@app.delete(
+    "/v1/speakers/<name>",
+    summary="Forget an enrolled voice",
+    responses={200: {"description": "{name, deleted: true}", "content": _JSON_ANY}, **_errors(401, 403, 404)},
+)
+def delete_speaker(name: str):
+    client_id = _client_id()
+    return _respond(service().delete_speaker(client_id, name))
 
 
 @app.post(

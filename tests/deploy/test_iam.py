@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
@@ -23,6 +24,8 @@ from deploy_common import function_tmp, run_sandboxed, wait_for_object
 from support import Receiver
 from whisperless.cloud.context import REGION
 from whisperless.local.cloudformation import api_routes
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _called(account, role: str, since: int) -> set[str]:
@@ -127,6 +130,30 @@ def test_every_api_route(api, transcriber, account, hello_wav, translated, no_de
     assert gone.status == 200, gone.json
     listing = account.client("s3").list_objects_v2(Bucket=bucket, Prefix=object_key)
     assert listing.get("KeyCount", 0) == 0, listing.get("Contents")
+
+    # Speakers by name: the API stores the clip and queues it; the transcriber (its own role) makes
+    # it a voice, deletes the clip; a job asking for it queries the voices under the transcriber's
+    # role; the API lists and forgets it. A slow machine may answer 202 (still enrolling).
+    clip = {
+        "file": ("fiona.wav", (ROOT / "tests" / "data" / "speakers" / "trn06-fee083.wav").read_bytes(), "audio/wav")
+    }
+    enrolled = call("POST", "/v1/speakers", files=clip, data={"name": "Fiona"})
+    assert enrolled.status in (201, 202), enrolled.json
+    if enrolled.status == 202:
+        wait_for_voice = time.monotonic() + 120
+        while "Fiona" not in {v["name"] for v in call("GET", "/v1/speakers").json["speakers"]}:
+            assert time.monotonic() < wait_for_voice, "the voice was not enrolled"
+            time.sleep(1)
+    assert [v["name"] for v in call("GET", "/v1/speakers").json["speakers"]] == ["Fiona"]
+    named = call(
+        "POST",
+        "/v1/transcriptions",
+        files={"file": ("hello.wav", hello_wav, "audio/wav")},
+        data={"diarization": "true", "knownSpeakers": "Fiona", "language": "en"},
+    )
+    document = wait_for_object(transcriber.s3, bucket, f"uploads/{named.json['id']}/hello.wav.json")
+    assert document["status"] == "completed" and "speakers" in document, document
+    assert call("DELETE", "/v1/speakers/Fiona").status == 200
 
     # Every route the template declares was called (a route added later must be added here).
     assert exercised == {f"{method} {path}" for method, path in api_routes(translated)}

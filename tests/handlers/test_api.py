@@ -23,6 +23,7 @@ from support import (
     LambdaContext,
     create_jobs_table,
     create_tables,
+    create_voices_table,
     load_handler,
     set_aws_env,
     to_event,
@@ -101,6 +102,7 @@ def aws(monkeypatch):
         queue = wire_bucket_to_queue(s3, sqs, events, BUCKET)
         create_jobs_table(dynamodb)
         create_tables(dynamodb, {"apikeys": "keyHash"})
+        create_voices_table(dynamodb)
         keys = dynamodb.Table("apikeys")
         apikeys.add_key(keys, KEY_A, "client-a")
         apikeys.add_key(keys, KEY_B, "client-b")
@@ -123,6 +125,7 @@ def make_api(aws, app_module, clock, monkeypatch):
             bucket=BUCKET,
             jobs_table="jobs",
             api_keys_table="apikeys",
+            voices_table="voices",
             queue_url=aws["queue"],
             result_wait_seconds=0,
             max_audio_bytes=1024 * 1024,
@@ -856,3 +859,119 @@ def test_deleting_removes_everything_of_ones_own_finished_job_only(app_module, a
 def test_health_needs_no_key(app_module, api):
     answer = call(app_module, "GET", "/v1/health", key=None)
     assert answer.status == 200 and answer.json == {"status": "ok"}
+
+
+# ------------------------------------------------------------------ speakers by name
+
+
+def _voice(aws, owner: str, name: str) -> None:
+    from whisperless.cloud.voices import VoiceStore
+
+    VoiceStore(aws["dynamodb"].Table("voices")).put(owner, name, bytes(192 * 4), 5.0)
+
+
+def _enrol(app_module, key: str = KEY_A, data: bytes | None = WAV, **form) -> Answer:
+    files = {"file": ("alice.wav", data)} if data is not None else {"x": ("", b"")}
+    return call(app_module, "POST", "/v1/speakers", key=key, data=form, files=files)
+
+
+def test_an_enrolment_stores_the_clip_out_of_the_upload_rule_s_way_and_queues_it(app_module, api, aws):
+    answer = _enrol(app_module, name=" Alice Smith ")
+    assert answer.status == 202 and answer.json == {"name": "Alice Smith", "status": "queued"}
+    (key,) = stored_keys(aws)
+    assert key.startswith(".voices/") and "." not in key[len(".voices/") :]  # no extension: never a job
+    assert queued(aws) == [{"voice": {"bucket": BUCKET, "key": key, "owner": "client-a", "name": "Alice Smith"}}]
+
+
+@pytest.mark.parametrize(
+    "outcome, status, field",
+    [
+        ({"status": "completed", "name": "Alice", "seconds": 7.5}, 201, None),
+        (
+            {"status": "failed", "error": {"code": "too_little_speech", "message": "0.0 s", "field": "file"}},
+            422,
+            "file",
+        ),
+    ],
+)
+def test_an_enrolment_answers_what_the_transcriber_made_of_it(app_module, make_api, aws, clock, outcome, status, field):
+    make_api(result_wait_seconds=5)
+
+    def transcriber():  # what cloud.voices.VoiceRunner writes next to the clip
+        (key,) = [k for k in stored_keys(aws) if not k.endswith(".json")]
+        aws["s3"].put_object(Bucket=BUCKET, Key=key + ".json", Body=json.dumps({"id": "x", **outcome}).encode())
+
+    clock.on_sleep.append(transcriber)
+    answer = _enrol(app_module, name="Alice")
+    assert answer.status == status, answer.json
+    if field is None:
+        assert answer.json == {"name": "Alice", "seconds": 7.5}
+    else:
+        assert answer.json["error"]["field"] == field and answer.json["error"]["code"] == "too_little_speech"
+    assert not [k for k in stored_keys(aws) if k.endswith(".json")]  # the outcome is read once, then gone
+
+
+@pytest.mark.parametrize(
+    "form, data, field",
+    [
+        ({}, WAV, "name"),
+        ({"name": "a,b"}, WAV, "name"),
+        ({"name": "SPEAKER_00"}, WAV, "name"),
+        ({"name": "A"}, None, "file"),
+    ],
+)
+def test_bad_enrolments_are_refused_before_anything_is_stored(app_module, api, aws, form, data, field):
+    answer = _enrol(app_module, data=data, **form)
+    assert answer.status == 400 and answer.json["error"]["field"] == field
+    assert_nothing_stored(aws)
+
+
+def test_voices_are_their_client_s_own(app_module, api, aws):
+    _voice(aws, "client-a", "Alice")
+    _voice(aws, "client-b", "Bob")
+    listed = call(app_module, "GET", "/v1/speakers").json["speakers"]
+    assert [v["name"] for v in listed] == ["Alice"] and listed[0]["seconds"] == 5.0
+    assert call(app_module, "DELETE", "/v1/speakers/Bob").status == 404  # another's: as if missing
+    assert call(app_module, "DELETE", "/v1/speakers/Alice", key=KEY_B).status == 404
+    gone = call(app_module, "DELETE", "/v1/speakers/Alice")
+    assert gone.status == 200 and gone.json == {"name": "Alice", "deleted": True}
+    assert call(app_module, "GET", "/v1/speakers").json == {"speakers": []}
+    assert [v["name"] for v in call(app_module, "GET", "/v1/speakers", key=KEY_B).json["speakers"]] == ["Bob"]
+    assert call(app_module, "GET", "/v1/speakers", key=None).status == 401
+
+
+def test_known_speakers_must_be_the_caller_s_own_voices(app_module, api, aws):
+    _voice(aws, "client-b", "Bob")
+    refused = seed_post(app_module, knownSpeakers="Bob")
+    assert refused.status == 400 and refused.json["error"]["field"] == "knownSpeakers"
+    assert "Bob" in refused.json["error"]["message"]
+    assert_nothing_stored(aws)
+    _voice(aws, "client-a", "Alice")
+    accepted = seed_post(app_module, knownSpeakers="Alice")
+    assert accepted.status == 202
+    (key,) = stored_keys(aws)
+    assert aws["s3"].head_object(Bucket=BUCKET, Key=key)["Metadata"]["knownspeakers"] == "Alice"
+    needs = seed_post(app_module, knownSpeakers="Alice", diarization="false")
+    assert needs.status == 400 and needs.json["error"]["field"] == "knownSpeakers"
+
+
+def test_openai_style_reference_voices_travel_with_the_job(app_module, api, aws):
+    import base64
+
+    reference = "data:audio/wav;base64," + base64.b64encode(WAV).decode()
+    form = [("known_speaker_names[]", "Alice"), ("known_speaker_references[]", reference), ("diarization", "true")]
+    answer = call(app_module, "POST", "/v1/transcriptions", data=form, files={"file": ("a.wav", WAV)})
+    assert answer.status == 202, answer.json
+    job_id = answer.json["id"]
+    assert aws["s3"].get_object(Bucket=BUCKET, Key=f".voices/{job_id}/0")["Body"].read() == WAV
+    (audio,) = [k for k in stored_keys(aws) if k.startswith("uploads/")]
+    metadata = aws["s3"].head_object(Bucket=BUCKET, Key=audio)["Metadata"]
+    assert metadata["knownspeakers"] == "Alice" and metadata["voicereferences"] == "1"
+
+    refusals = {
+        "knownSpeakers": [*form, ("knownSpeakers", "Alice")],
+        "known_speaker_references[]": [("known_speaker_names[]", "Alice"), ("diarization", "true")],
+    }
+    for field, fields in refusals.items():
+        refused = call(app_module, "POST", "/v1/transcriptions", data=fields, files={"file": ("a.wav", WAV)})
+        assert refused.status == 400 and refused.json["error"]["field"] == field, refused.json

@@ -20,6 +20,7 @@ from support import (
     Receiver,
     assert_no_secrets,
     create_tables,
+    create_voices_table,
     heard_secrets,
     load_handler,
     made_speech,
@@ -49,6 +50,7 @@ def aws(monkeypatch, app_module):
         dynamodb = boto3.resource("dynamodb", region_name=REGION)
         queue = wire_bucket_to_queue(s3, sqs, events, BUCKET)  # as template.yaml wires it
         create_tables(dynamodb, {"jobs": "id", "idempotency": "id"})
+        create_voices_table(dynamodb)
         from whisperless.cloud.runner import JobRunner
         from whisperless.config import Settings
         from whisperless.engine import Engine
@@ -57,6 +59,7 @@ def aws(monkeypatch, app_module):
             bucket=BUCKET,
             jobs_table="jobs",
             idempotency_table="idempotency",
+            voices_table="voices",
             webhook_secret=SECRET,
             allow_local_callbacks=True,  # loopback receivers, tests only
             max_audio_bytes=50 * 1024 * 1024,
@@ -70,7 +73,14 @@ def aws(monkeypatch, app_module):
             callback_sleep=lambda seconds: None,
             download_backoff=(0.05, 0.05, 0.05),
         )
-        yield {"s3": s3, "sqs": sqs, "queue": queue, "jobs": dynamodb.Table("jobs"), "app": app_module}
+        yield {
+            "s3": s3,
+            "sqs": sqs,
+            "queue": queue,
+            "jobs": dynamodb.Table("jobs"),
+            "voices": dynamodb.Table("voices"),
+            "app": app_module,
+        }
         app_module._runner = None
 
 
@@ -343,3 +353,55 @@ def test_an_unknown_entity_type_fails_the_job_naming_redact(aws, clip):
     _invoke(aws, _drain(aws))
     doc = _result(aws, "bad/redact.mp3")
     assert doc["status"] == "failed" and doc["error"]["field"] == "redact" and "SHOE_SIZE" in doc["error"]["message"]
+
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "speakers"
+
+
+def test_a_speakers_object_enrols_the_bucket_s_voice_is_never_transcribed_and_its_deletion_forgets_it(aws):
+    fiona = (DATA / "trn06-fee083.wav").read_bytes()
+    aws["s3"].put_object(Bucket=BUCKET, Key="speakers/Fiona.wav", Body=fiona)
+    assert _invoke(aws, _drain(aws)) == {"batchItemFailures": []}
+    outcome = _result(aws, "speakers/Fiona.wav")
+    assert outcome["status"] == "completed" and outcome["name"] == "Fiona" and outcome["seconds"] >= 2
+    item = aws["voices"].get_item(Key={"owner": f"bucket:{BUCKET}", "name": "Fiona"})["Item"]
+    assert len(bytes(item["embedding"].value)) == 192 * 4  # the embedding only
+    assert aws["jobs"].scan()["Items"] == []  # not a transcription
+    # Too little speech: refused in the outcome, naming the file; no voice.
+    aws["s3"].put_object(Bucket=BUCKET, Key="speakers/Quiet.wav", Body=_silence_wav(4))
+    assert _invoke(aws, _drain(aws)) == {"batchItemFailures": []}
+    refused = _result(aws, "speakers/Quiet.wav")
+    assert refused["status"] == "failed" and refused["error"]["code"] == "too_little_speech"
+    assert refused["error"]["field"] == "file"
+    assert "Item" not in aws["voices"].get_item(Key={"owner": f"bucket:{BUCKET}", "name": "Quiet"})
+
+    aws["s3"].delete_object(Bucket=BUCKET, Key="speakers/Fiona.wav")
+    assert _invoke(aws, _drain(aws)) == {"batchItemFailures": []}
+    assert "Item" not in aws["voices"].get_item(Key={"owner": f"bucket:{BUCKET}", "name": "Fiona"})
+
+
+def test_the_api_s_enrolment_keeps_the_embedding_only(aws):
+    aws["s3"].put_object(Bucket=BUCKET, Key=".voices/abc", Body=(DATA / "trn06-fee083.wav").read_bytes())
+    assert _drain(aws)["Records"] == []  # no audio extension: the upload rule never sees the clip
+    message = {"voice": {"bucket": BUCKET, "key": ".voices/abc", "owner": "client-a", "name": "Fiona"}}
+    aws["sqs"].send_message(QueueUrl=aws["queue"], MessageBody=json.dumps(message))
+    event = _drain(aws)
+    assert _invoke(aws, event) == {"batchItemFailures": []}
+    assert _result(aws, ".voices/abc")["status"] == "completed"
+    assert "Item" in aws["voices"].get_item(Key={"owner": "client-a", "name": "Fiona"})
+    keys = [o["Key"] for o in aws["s3"].list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    assert keys == [".voices/abc.json"]  # the clip is gone; the API reads and deletes the outcome
+    assert _invoke(aws, event) == {"batchItemFailures": []}  # a duplicate finds no clip: nothing to do
+
+
+def _silence_wav(seconds: float) -> bytes:
+    import io
+    import wave
+
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(b"\0\0" * int(16000 * seconds))
+    return buffer.getvalue()

@@ -22,6 +22,7 @@ from cfnlint.config import ManualArgs  # noqa: E402
 from cfnlint.context.parameters import ParameterSet  # noqa: E402
 
 from whisperless.contract.naming import AUDIO_EXTENSIONS, OUTPUT_SUFFIXES, REDACTED_AUDIO_SUFFIX, UNREDACTED_SUFFIX  # noqa: E402
+from whisperless.contract.speakers import CLIP_PREFIX, SPEAKERS_PREFIX  # noqa: E402
 from whisperless.local.cloudformation import load_source, translate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -229,8 +230,17 @@ TRANSCRIBER_ENV = {
     "DEFAULT_LANGUAGE",
     "DEFAULT_TASK",
     "JOB_TTL_DAYS",
+    "VOICES_TABLE",
 }
-API_ENV = {"BUCKET_NAME", "JOBS_TABLE", "API_KEYS_TABLE", "QUEUE_URL", "RESULT_WAIT_SECONDS", "POWERTOOLS_SERVICE_NAME"}
+API_ENV = {
+    "BUCKET_NAME",
+    "JOBS_TABLE",
+    "VOICES_TABLE",
+    "API_KEYS_TABLE",
+    "QUEUE_URL",
+    "RESULT_WAIT_SECONDS",
+    "POWERTOOLS_SERVICE_NAME",
+}
 
 
 def test_environment(translated):
@@ -281,6 +291,9 @@ def test_http_api_routes(source):
         ("POST", "/v1/audio/translations"),
         ("GET", "/v1/health"),
         ("GET", "/v1/openapi.json"),
+        ("POST", "/v1/speakers"),
+        ("GET", "/v1/speakers"),
+        ("DELETE", "/v1/speakers/{name}"),
     }
 
 
@@ -358,6 +371,27 @@ def test_upload_rule_never_fires_for_results(translated):
     assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == [
         {"Fn::GetAtt": ["AudioUploadedRule", "Arn"]},
         {"Fn::GetAtt": ["TranscriptionRequestedRule", "Arn"]},
+        {"Fn::GetAtt": ["SpeakerDeletedRule", "Arn"]},
+    ]
+
+
+def test_deleted_speakers_objects_and_nothing_else_reach_the_queue(translated):
+    rule = translated["Resources"]["SpeakerDeletedRule"]["Properties"]
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Deleted"]
+    assert pattern["detail"]["bucket"]["name"] == [{"Ref": "AudioBucket"}]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": SPEAKERS_PREFIX}]
+    assert [t["Arn"] for t in rule["Targets"]] == [{"Fn::GetAtt": ["JobQueue", "Arn"]}]
+
+
+def test_enrolment_clips_expire_and_voices_are_a_table_of_their_own(translated):
+    rules = translated["Resources"]["AudioBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    (clips,) = [r for r in rules if r.get("Prefix") == CLIP_PREFIX]
+    assert clips["Status"] == "Enabled" and clips["ExpirationInDays"] == 1
+    table = translated["Resources"]["VoicesTable"]["Properties"]
+    assert table["KeySchema"] == [
+        {"AttributeName": "owner", "KeyType": "HASH"},
+        {"AttributeName": "name", "KeyType": "RANGE"},
     ]
 
 
@@ -447,10 +481,18 @@ def test_transcriber_permissions(translated):
     grants = _grants(translated, managed={"TranscriberAccessPolicy"})
     objects = {"Fn::Sub": "${AudioBucket.Arn}/*"}
     assert objects in grants["s3:GetObject"] and objects in grants["s3:PutObject"]
-    # Deletes reach only the extra outputs a later job on the same key did not ask for again.
+    # Deletes reach only the extra outputs a later job on the same key did not ask for again, and
+    # the API's enrolment clips once they are voices.
     assert grants["s3:DeleteObject"] == [
-        {"Fn::Sub": "${AudioBucket.Arn}/*" + suffix} for suffix in (UNREDACTED_SUFFIX, REDACTED_AUDIO_SUFFIX)
+        *({"Fn::Sub": "${AudioBucket.Arn}/*" + suffix} for suffix in (UNREDACTED_SUFFIX, REDACTED_AUDIO_SUFFIX)),
+        {"Fn::Sub": "${AudioBucket.Arn}/" + CLIP_PREFIX + "*"},
     ]
+    voices = {"Fn::GetAtt": ["VoicesTable", "Arn"]}
+    assert {a for a, resources in grants.items() if voices in resources} == {
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:Query",
+    }
     for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):
         assert {"Fn::GetAtt": ["JobsTable", "Arn"]} in grants[action]
         assert {"Fn::GetAtt": ["IdempotencyTable", "Arn"]} in grants[action]
@@ -473,8 +515,11 @@ def test_api_permissions(translated):
     assert "secretsmanager:GetSecretValue" not in grants
     # DELETE /v1/transcriptions/{id}: the job's objects and record; GET /v1/transcriptions: the index only.
     assert grants["s3:DeleteObject"] == [objects]
-    assert grants["dynamodb:DeleteItem"] == [{"Fn::GetAtt": ["JobsTable", "Arn"]}]
-    assert grants["dynamodb:Query"] == [{"Fn::Sub": "${JobsTable.Arn}/index/byClient"}]
+    # ... and DELETE /v1/speakers/{name} a voice; GET /v1/speakers and knownSpeakers query voices.
+    voices = {"Fn::GetAtt": ["VoicesTable", "Arn"]}
+    assert grants["dynamodb:DeleteItem"] == [{"Fn::GetAtt": ["JobsTable", "Arn"]}, voices]
+    assert grants["dynamodb:Query"] == [{"Fn::Sub": "${JobsTable.Arn}/index/byClient"}, voices]
+    assert voices not in grants.get("dynamodb:PutItem", [])  # only the transcriber enrols
 
 
 def test_jobs_are_listed_per_client_newest_first(translated):

@@ -202,7 +202,8 @@ def test_a_pending_job_is_polled_until_done(stack, browser, clip):
     browser.find_element(By.ID, "submit").click()
     outcome = _wait(browser, _finished, RESULT_TIMEOUT)
     assert outcome == "words", browser.find_element(By.ID, "error").text
-    polls = browser.execute_script("return window.polls")
+    # (The page also lists the key's enrolled voices when the key is entered: not a poll.)
+    polls = [url for url in browser.execute_script("return window.polls") if not url.endswith("/v1/speakers")]
     assert polls and all("/v1/transcriptions/" in url for url in polls)
     assert "hello" in browser.find_element(By.ID, "transcript").text.lower()
 
@@ -321,3 +322,25 @@ def test_choosing_a_new_file_clears_the_old_transcript(stack, browser, clip, big
     assert browser.find_element(By.ID, "raw-json").get_attribute("textContent") == ""
     assert browser.find_element(By.ID, "status").text == ""
     assert browser.find_element(By.ID, "player").get_attribute("src").startswith("blob:")  # the new file plays
+
+
+def test_a_voice_enrolled_on_the_page_names_her_in_another_meeting(stack, browser):
+    By = _by()
+    data = Path(__file__).resolve().parents[1] / "data" / "speakers"
+    _open(browser, stack, stack["apiKey"], data / "trn09.wav", diarization=True)
+    browser.find_element(By.ID, "voice-name").send_keys("Fiona")
+    browser.find_element(By.ID, "voice-file").send_keys(str(data / "trn06-fee083.wav"))
+    browser.find_element(By.ID, "enrol").click()
+    _wait(browser, lambda d: d.find_element(By.ID, "enrol-status").text.startswith("Enrolled"), RESULT_TIMEOUT)
+    assert "Fiona" in browser.find_element(By.ID, "voice-list").text
+
+    browser.find_element(By.ID, "known-speakers").send_keys("Fiona")
+    browser.find_element(By.ID, "submit").click()
+    outcome = _wait(browser, _finished, RESULT_TIMEOUT)
+    assert outcome == "words", browser.find_element(By.ID, "error").text
+    speakers = {s.text for s in browser.find_elements(By.CSS_SELECTOR, "#transcript .segment .speaker")}
+    assert "Fiona" in speakers and any(re.fullmatch(r"SPEAKER_\d\d", s) for s in speakers), speakers
+    assert "recognised: Fiona" in browser.find_element(By.ID, "summary").text
+
+    browser.find_element(By.CSS_SELECTOR, "#voice-list button.forget").click()
+    _wait(browser, lambda d: "Fiona" not in d.find_element(By.ID, "voice-list").text)

@@ -136,6 +136,7 @@ class Settings:
     jobs_table: str = _var("JOBS_TABLE", "DynamoDB table of job records", default="")
     idempotency_table: str = _var("IDEMPOTENCY_TABLE", "DynamoDB table of Powertools idempotency records", default="")
     api_keys_table: str = _var("API_KEYS_TABLE", "DynamoDB table of hashed API keys", default="")
+    voices_table: str = _var("VOICES_TABLE", "DynamoDB table of enrolled voices (speakers by name)", default="")
     queue_url: str = _var("QUEUE_URL", "the job queue", default="")
     webhook_secret: str = _var("WEBHOOK_SECRET", "callback signing secret (local runs)", default="", repr=False)
     webhook_secret_arn: str = _var("WEBHOOK_SECRET_ARN", "Secrets Manager secret that signs callbacks", default="")

@@ -77,6 +77,7 @@ class AudioError(WhisperlessError):
             "audio_too_long",
             "audio_too_large",
             "file_not_found",
+            "too_little_speech",
         }
     )
     caller_fault = True

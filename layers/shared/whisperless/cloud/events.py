@@ -14,7 +14,9 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from ..contract.naming import JOB_ID_PATTERN, is_audio_key, is_output
+from ..contract.speakers import CLIP_PREFIX, SPEAKERS_PREFIX, bucket_owner, enrolment_name, parse_voice_name
 from ..errors import WhisperlessError
+from .voices import VoiceTask
 
 
 class InvalidEvent(WhisperlessError):
@@ -61,7 +63,7 @@ class Skip:
     key: str | None = None
 
 
-Job = ObjectJob | UrlJob | RequestedJob | Skip
+Job = ObjectJob | UrlJob | RequestedJob | VoiceTask | Skip
 
 REQUESTED = "Transcription Requested"
 
@@ -79,12 +81,33 @@ def object_job(
         return Skip("folder marker", key)
     if not is_audio_key(key):
         return Skip("not an audio file extension", key)
+    if key.startswith((SPEAKERS_PREFIX, CLIP_PREFIX)):
+        return _voice_task("enrol", bucket, key)
     # Unversioned buckets report version "null" in some events and none in others. Fields of
     # the wrong type (only a malformed event has them) count as absent rather than crash.
     version_id = version_id if isinstance(version_id, str) and version_id not in ("", "null") else None
     etag = etag.strip('"') or None if isinstance(etag, str) else None
     size = size if isinstance(size, int) and not isinstance(size, bool) else None
     return ObjectJob(bucket=bucket, key=key, etag=etag, version_id=version_id, size=size)
+
+
+def _voice_task(action: str, bucket: str, key: str) -> Job:
+    """An object under ``speakers/`` enrols (created) or forgets (deleted) the bucket's voice of
+    its name; it is never transcribed."""
+    name = enrolment_name(key) if key.startswith(SPEAKERS_PREFIX) else None
+    if name is None:
+        return Skip("under speakers/ or .voices/ but not speakers/<name>.<audio extension>: not a job", key)
+    try:
+        name = parse_voice_name(name, "key")
+    except WhisperlessError as exc:
+        return Skip(f"not a voice name: {exc.message}", key)
+    return VoiceTask(action, bucket, bucket_owner(bucket), name, key if action == "enrol" else None)
+
+
+def _removed(bucket: Any, key: str) -> Job:
+    if isinstance(bucket, str) and key.startswith(SPEAKERS_PREFIX) and not is_output(key):
+        return _voice_task("forget", bucket, key)
+    return Skip("a deleted object is a job only under speakers/", key)
 
 
 def _require(mapping: Any, *path: str) -> Any:
@@ -109,6 +132,8 @@ def _from_s3_record(record: dict) -> Job:
     bucket = _require(record, "s3", "bucket", "name")
     obj = _require(record, "s3", "object")
     key = event_key(_require(obj, "key"))
+    if str(record.get("eventName", "")).startswith("ObjectRemoved"):
+        return _removed(bucket, key)
     if not str(record.get("eventName", "ObjectCreated")).startswith("ObjectCreated"):
         return Skip(f"not an object-created event ({record.get('eventName')})", key)
     return object_job(bucket, key, obj.get("eTag"), obj.get("versionId"), obj.get("size"))
@@ -134,6 +159,9 @@ def _from_request(event: dict) -> Job:
 def _from_eventbridge(event: dict) -> Job:
     if event.get("detail-type") == REQUESTED:
         return _from_request(event)
+    if event.get("detail-type") == "Object Deleted":
+        detail = _require(event, "detail")
+        return _removed(_require(detail, "bucket", "name"), event_key(_require(detail, "object", "key")))
     if event.get("detail-type") != "Object Created":
         return Skip(f"EventBridge {event.get('detail-type')!r} is not Object Created")
     detail = _require(event, "detail")
@@ -145,6 +173,19 @@ def _from_eventbridge(event: dict) -> Job:
         obj.get("version-id"),
         obj.get("size"),
     )
+
+
+def _from_voice_message(message: Any) -> Job:
+    """The API's enrolment: ``{"voice": {"bucket", "key", "owner", "name"}}`` (only the API may
+    send to the queue, so its owner is trusted)."""
+    if not isinstance(message, dict):
+        raise InvalidEvent("voice message must be an object")
+    for name in ("bucket", "key", "owner", "name"):
+        if not isinstance(message.get(name), str) or not message[name]:
+            raise InvalidEvent(f"voice message is missing {name}")
+    if not message["key"].startswith(CLIP_PREFIX):
+        raise InvalidEvent("voice message clip must be under .voices/")
+    return VoiceTask("enrol", message["bucket"], message["owner"], message["name"], message["key"])
 
 
 def _from_job_message(message: dict) -> Job:
@@ -169,6 +210,8 @@ def jobs_from_payload(payload: Any) -> list[Job]:
         return [_from_eventbridge(payload)]
     if "jobId" in payload:
         return [_from_job_message(payload)]
+    if "voice" in payload:
+        return [_from_voice_message(payload["voice"])]
     records = payload.get("Records")
     if isinstance(records, list):
         if not records:

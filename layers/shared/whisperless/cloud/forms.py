@@ -39,6 +39,7 @@ CONTRACT_FIELDS = (
     "sentiment",
     "temperature",
     "formats",
+    "knownSpeakers",
 )
 _CANONICAL = {name.lower(): name for name in CONTRACT_FIELDS + ("url", "file", "filename")}
 _UNSAFE_NAME_CHARS = re.compile(r"[^\w.-]+")
@@ -186,7 +187,7 @@ def contract_params(fields: Mapping[str, Any]) -> dict[str, Any]:
         canonical = _CANONICAL.get(str(name).lower())
         if canonical not in CONTRACT_FIELDS or is_unset(value):
             continue
-        if canonical == "formats" and isinstance(value, list):  # JSON clients send ["srt", "vtt"]
+        if canonical in ("formats", "knownSpeakers") and isinstance(value, list):  # JSON clients send lists
             value = ",".join(str(item) for item in value)
         if not isinstance(value, (str, bool, int, float)):
             raise ApiError(

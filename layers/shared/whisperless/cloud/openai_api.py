@@ -25,9 +25,10 @@ Choices, where OpenAI's semantics and a serverless deployment meet:
   need a media parser in the API function and a guess at the deployment's speed; the budget is
   what decides, so it is what is checked.)
 * Refused with a 400 that names the field, rather than accepted and ignored: ``stream=true``
-  (no streaming), ``known_speaker_names[]``/``known_speaker_references[]`` (no speaker naming
-  yet), ``timestamp_granularities[]`` other than with ``verbose_json`` and ``include[]`` other
-  than with ``json``, as OpenAI documents them, and fields OpenAI does not have.
+  (no streaming), ``known_speaker_names[]``/``known_speaker_references[]`` (per-request
+  reference clips: enrolled voices and ``knownSpeakers`` on the contract's API name speakers
+  instead), ``timestamp_granularities[]`` other than with ``verbose_json`` and ``include[]``
+  other than with ``json``, as OpenAI documents them, and fields OpenAI does not have.
 * ``chunking_strategy`` is accepted and has no effect: the engine always cuts on voice activity.
 * ``include[]=logprobs``: one entry per word (token = the word, logprob = log of its probability):
   Whisper's word probabilities are what the result keeps.
@@ -207,7 +208,8 @@ def _refuse_unsupported(fields: dict[str, list[str]], response_format: str) -> N
         if _many(fields, name):
             raise OpenAIError(
                 400,
-                f"{name} is not supported: this deployment does not name speakers yet (they are A, B, ...)",
+                f"{name} is not supported: enrol voices with POST /v1/speakers and name them with "
+                "knownSpeakers on POST /v1/transcriptions",
                 param=name,
             )
     granularities = _many(fields, "timestamp_granularities")

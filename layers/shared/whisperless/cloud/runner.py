@@ -30,9 +30,10 @@ from typing import Any
 from ..config import Settings
 from ..contract.documents import failed_document
 from ..contract.languages import abilities_from_name, check_supported
-from ..contract.metadata import BOOKKEEPING, CALLBACK, JOB_ID, read_metadata, upload_metadata
+from ..contract.metadata import BOOKKEEPING, CALLBACK, JOB_ID, VOICE_REFERENCES, read_metadata, upload_metadata
 from ..contract.naming import JOB_ID_PATTERN, job_id_for, result_key
 from ..contract.options import TranscriptionOptions, parse_formats
+from ..contract.speakers import MAX_KNOWN_SPEAKERS, REFERENCES_FIELD, bucket_owner, reference_key
 from ..errors import AudioError, Interrupted, InvalidParameter, WhisperlessError
 from .callbacks import Callbacks
 from .context import LambdaContext
@@ -40,6 +41,7 @@ from .eventbus import EventBus, job_event
 from .events import ObjectJob, RequestedJob, Skip, UrlJob
 from .metrics import record_job_metrics
 from .stores import JobStore, ResultStore, audio_identity, check_result_key, storage_refusal
+from .voices import VoiceRunner, VoiceStore, VoiceTask, embeddings
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,8 @@ class JobRunner:
         )
         self._url_runner = self._idempotent(self._process_url, "job.job_id", "url")
         self._request_runner = self._idempotent(self._process_request, "job.job_id", "requested")
+        # Enrolled voices (speakers by name); none configured: knownSpeakers is refused.
+        self.voices = VoiceStore(dynamodb.Table(settings.voices_table)) if settings.voices_table else None
 
     def interrupt(self) -> None:
         """Stop the running job at the engine's next checkpoint (seconds); its message comes back."""
@@ -161,7 +165,10 @@ class JobRunner:
 
     # -- entry ---------------------------------------------------------------------------
     def handle(
-        self, job: ObjectJob | UrlJob | RequestedJob | Skip, context: Any = None, receive_count: int | None = None
+        self,
+        job: ObjectJob | UrlJob | RequestedJob | VoiceTask | Skip,
+        context: Any = None,
+        receive_count: int | None = None,
     ) -> dict:
         """Run one job. ``context``: the Lambda context, or None for the plain worker.
         ``receive_count``: how often the queue has delivered this message (None: not from a queue)."""
@@ -174,6 +181,13 @@ class JobRunner:
             reason = f"bucket {job.bucket!r} is not this deployment's bucket"
             log.error("skipped %s: %s", job.key, reason)
             return {"status": "skipped", "reason": reason, "key": job.key}
+        if isinstance(job, VoiceTask):
+            if self.voices is None:
+                log.error("skipped the voice %r: no VOICES_TABLE is configured", job.name)
+                return {"status": "skipped", "reason": "no voices table", "key": job.key}
+            return VoiceRunner(s3=self.s3, store=self.voices, results=self.results, engine=lambda: self.engine).handle(
+                job
+            )
         final = receive_count is not None and receive_count >= self.settings.max_receive_count
         seconds = self.settings.worker_job_seconds or DEFAULT_JOB_SECONDS
         return self._run(Attempt(job, final), context or LambdaContext("worker", seconds))
@@ -214,7 +228,8 @@ class JobRunner:
                 log.info("job %s: its result is already written; finishing the job", job_id)
                 document, stored = written
                 return self._conclude(job_id, bucket, key, document, callback_url, stored=stored, previous=previous)
-            document = self._result_for_object(job_id, bucket, key, head, metadata, source)
+            owner = previous.get("clientId") or bucket_owner(bucket)
+            document = self._result_for_object(job_id, bucket, key, head, metadata, source, owner)
             return self._conclude(job_id, bucket, key, document, callback_url, _formats(metadata), audio=audio)
         except Exception as exc:
             refusal = storage_refusal(exc)
@@ -248,9 +263,18 @@ class JobRunner:
                 return None
             raise
 
-    def _result_for_object(self, job_id, bucket, key, head, metadata, source) -> dict:
+    def _result_for_object(self, job_id, bucket, key, head, metadata, source, owner: str) -> dict:
+        """``owner``: whose enrolled voices ``knownSpeakers`` names (the API client, or the bucket)."""
+        voices = None
+        # The request's own clips (known_speaker_references[]), stored by the API: enrolled below.
+        count = metadata.get(VOICE_REFERENCES, "")
+        references = min(int(count), MAX_KNOWN_SPEAKERS) if count.isdigit() else 0
         try:
             options = TranscriptionOptions.from_params(metadata, defaults=self.settings.defaults)
+            if options.known_speakers and not references:
+                if self.voices is None:
+                    raise InvalidParameter("this deployment keeps no voices", field="knownSpeakers")
+                voices = embeddings(self.voices.chosen(owner, options.known_speakers))
             # Before the download: a language or task the model cannot do fails the same way later.
             check_supported(abilities_from_name(self.engine.whisper_model), options.language, options.task)
             size = int(head.get("ContentLength", 0))
@@ -266,18 +290,52 @@ class JobRunner:
             local = Path(tmp) / f"audio{suffix}"
             self.s3.download_file(bucket, key, str(local))  # streams to disk; errors propagate (retry)
             try:
-                result = self.engine.process(local, options, job_id=job_id, source=source, cancel=self.stopping.is_set)
+                if references:
+                    voices = self._reference_voices(bucket, job_id, options.known_speakers, Path(tmp))
+                result = self.engine.process(
+                    local, options, job_id=job_id, source=source, cancel=self.stopping.is_set, voices=voices
+                )
             except Interrupted:
                 raise  # not the job's failure: it is put back
             except WhisperlessError as exc:
                 log.info("job %s failed: %s", job_id, exc.message)
+                self._forget_references(bucket, job_id, references)
                 return failed_document(job_id, exc, source)
             except Exception as exc:  # noqa: BLE001 - the same input would fail again: report, do not retry
                 log.exception("job %s: engine failure", job_id)
+                self._forget_references(bucket, job_id, references)
                 return failed_document(job_id, exc, source)
+        self._forget_references(bucket, job_id, references)
         # Before the result (what clients wait for); an S3 failure here is retried like the result's.
         self.results.write_extras(bucket, key, result.unredacted, result.redacted_audio)
         return result.document
+
+    def _reference_voices(self, bucket: str, job_id: str, names: tuple[str, ...], tmp: Path) -> dict[str, Any]:
+        """The request's own voices (known_speaker_references[], stored by the API for this job)."""
+        import numpy as np
+
+        voices = {}
+        for i, name in enumerate(names):
+            local = tmp / f"reference-{i}"
+            try:
+                self.s3.download_file(bucket, reference_key(job_id, i), str(local))
+            except self.s3.exceptions.ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                    raise
+                raise AudioError(
+                    f"the clip for {name!r} is gone", code="file_not_found", field=REFERENCES_FIELD
+                ) from None
+            voices[name] = np.asarray(self.engine.enrol(local, field=REFERENCES_FIELD).embedding)
+        return voices
+
+    def _forget_references(self, bucket: str, job_id: str, count: int) -> None:
+        """Per-request clips are used once: deleted once the job has its result (best effort: the
+        bucket's lifecycle rule drops any left under .voices/ after a day)."""
+        for i in range(count):
+            try:
+                self.s3.delete_object(Bucket=bucket, Key=reference_key(job_id, i))
+            except Exception:  # noqa: BLE001
+                log.exception("job %s: could not delete its reference clip %d", job_id, i)
 
     # -- Transcription Requested (an EventBridge event) ------------------------------------
     def _process_request(self, attempt: Attempt) -> dict:
@@ -303,7 +361,8 @@ class JobRunner:
             if written is not None:  # redelivered after its result was written: finish, do not redo
                 document, stored = written
                 return self._conclude(job_id, bucket, key, document, callback_url, stored=stored, previous=previous)
-            document = self._result_for_object(job_id, bucket, key, head, metadata, source)
+            owner = bucket_owner(bucket)  # an event on the bus: the bucket's voices
+            document = self._result_for_object(job_id, bucket, key, head, metadata, source, owner)
             return self._conclude(job_id, bucket, key, document, callback_url, _formats(metadata), audio=audio)
         except Exception as exc:
             refusal = storage_refusal(exc)

@@ -12,7 +12,9 @@ from typing import Any
 JOB_ID = "jobid"
 CLIENT_ID = "clientid"
 CALLBACK = "callbackurl"
-BOOKKEEPING = (JOB_ID, CLIENT_ID)
+#: How many per-request reference clips (known_speaker_references[]) the API stored for the job.
+VOICE_REFERENCES = "voicereferences"
+BOOKKEEPING = (JOB_ID, CLIENT_ID, VOICE_REFERENCES)
 
 
 def _encode(value: str) -> str:

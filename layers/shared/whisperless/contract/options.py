@@ -15,6 +15,7 @@ from typing import Any
 from ..errors import InvalidParameter
 from .languages import WHISPER_LANGUAGES, normalize_language
 from .redaction import REDACTION_OUTPUTS, SUPPORTED_ENTITIES, parse_entities, parse_redaction_output
+from .speakers import parse_known_speakers
 
 TASKS = ("transcribe", "translate")
 MAX_SPEAKERS = 20
@@ -37,6 +38,8 @@ _FIELDS = {
     "sentiment": "sentiment",
     "temperature": "temperature",
     "formats": "formats",
+    # Speakers by name (additive): README "Speakers by name".
+    "knownSpeakers": "known_speakers",
 }
 
 
@@ -109,6 +112,8 @@ class TranscriptionOptions:
     # Sampling temperature; unset or 0 is Whisper's own schedule (0, then higher on a poor decode).
     temperature: float | None = None
     formats: tuple[str, ...] = ()  # renderings written next to the audio besides <key>.json
+    # Enrolled voices the diarized speakers may be named after; ("*",): all of the caller's.
+    known_speakers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -133,6 +138,8 @@ class TranscriptionOptions:
             raise InvalidParameter("redactionOutput needs redact (the entity types to remove)", field="redactionOutput")
         if not self.redact and self.redact_audio:
             raise InvalidParameter("redactAudio needs redact (the entity types to remove)", field="redactAudio")
+        if self.known_speakers and not self.diarization:
+            raise InvalidParameter("knownSpeakers needs diarization=true", field="knownSpeakers")
 
     @property
     def keeps_unredacted(self) -> bool:
@@ -171,6 +178,8 @@ class TranscriptionOptions:
             kwargs["temperature"] = parse_temperature(merged["temperature"])
         if "formats" in merged:
             kwargs["formats"] = parse_formats(merged["formats"])
+        if "knownSpeakers" in merged:
+            kwargs["known_speakers"] = parse_known_speakers(merged["knownSpeakers"])
         return cls(**kwargs)
 
     def to_params(self) -> dict[str, Any]:
@@ -178,4 +187,5 @@ class TranscriptionOptions:
         values = asdict(self)
         values["redact"] = ",".join(self.redact) or None
         values["formats"] = ",".join(self.formats) or None
+        values["known_speakers"] = ",".join(self.known_speakers) or None
         return {name: values[attr] for name, attr in _FIELDS.items() if values[attr] is not None}

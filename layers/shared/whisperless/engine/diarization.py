@@ -459,9 +459,14 @@ class Pipeline:
         the space of ``Diarization.centroids``: the mean of its unit embeddings backed by at least
         ``min_clean`` s of lone speech (all of them when none is). None when no speech is found."""
         local = local_stage(np.asarray(audio, dtype=np.float32).reshape(-1), self.models, self.config)
-        valid = ~np.isnan(local.embeddings).any(-1)
-        if not valid.any():
-            return None
-        chosen = valid & (local.clean >= self.config.min_clean)
-        units = _unit(local.embeddings[chosen if chosen.any() else valid].astype(np.float64))
-        return _unit(units.mean(0)).astype(np.float32)
+        return voice_from_local(local, self.config)
+
+
+def voice_from_local(local: LocalOutput, config: DiarizationConfig) -> np.ndarray | None:
+    """:meth:`Pipeline.voice_embedding` from a local stage already run over the recording."""
+    valid = ~np.isnan(local.embeddings).any(-1)
+    if not valid.any():
+        return None
+    chosen = valid & (local.clean >= config.min_clean)
+    units = _unit(local.embeddings[chosen if chosen.any() else valid].astype(np.float64))
+    return _unit(units.mean(0)).astype(np.float32)

@@ -57,7 +57,9 @@ def completed_document(
     model: str,
     timings: dict[str, float],
     source: Any = None,
+    speakers: list[dict] | None = None,
 ) -> dict[str, Any]:
+    """``speakers``: engine.speakers.name_speakers' table, when known voices were asked for."""
     with_speakers = diarization is not None
     doc: dict[str, Any] = {
         "id": job_id,
@@ -67,10 +69,18 @@ def completed_document(
         "segments": [_segment_doc(s, with_speakers) for s in segments],
     }
     if diarization is not None:
-        labels = speaker_order(diarization.turns)
+        labels = speaker_order(diarization.turns, diarization.names)
         doc["diarization"] = [
             {"startTime": _t(t.start), "stopTime": _t(t.end), "speaker": labels[t.speaker]} for t in diarization.turns
         ]
+        if speakers is not None:
+            # Additive: per diarized speaker, its anonymous label, the name it was given (or null)
+            # and how alike the voices are (cosine similarity).
+            anonymous = speaker_order(diarization.turns)
+            doc["speakers"] = sorted(
+                ({**row, "label": anonymous[row["label"]]} for row in speakers if row["label"] in anonymous),
+                key=lambda row: row["label"],
+            )
     doc["duration"] = _t(duration)
     doc["model"] = model
     doc["timings"] = rounded_timings(timings)

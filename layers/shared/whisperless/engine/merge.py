@@ -24,13 +24,14 @@ MIN_WORD = 0.05  # s: shorter (or zero-length) word timings are widened to this
 NEAREST_WEIGHT, NEAREST_SCALE = 0.1, 0.5  # a word in no turn leans a little to the nearest ones
 
 
-def speaker_order(turns: list[Turn]) -> dict[str, str]:
-    """Map pipeline labels to SPEAKER_00, SPEAKER_01, ... in order of first appearance."""
+def speaker_order(turns: list[Turn], names: dict[str, str] | None = None) -> dict[str, str]:
+    """Map pipeline labels to SPEAKER_00, SPEAKER_01, ... in order of first appearance; a label
+    with an enrolled voice's name (``names``, engine.speakers) maps to that name instead."""
     mapping: dict[str, str] = {}
     for turn in sorted(turns, key=lambda t: (t.start, t.end)):
         if turn.speaker not in mapping:
             mapping[turn.speaker] = f"SPEAKER_{len(mapping):02d}"
-    return mapping
+    return {label: (names or {}).get(label, anonymous) for label, anonymous in mapping.items()}
 
 
 def _evidence(starts: np.ndarray, ends: np.ndarray, turns: list[Turn], speakers: list[str]) -> np.ndarray:
@@ -88,7 +89,7 @@ def word_speakers(words: list[Word], turns: list[Turn]) -> list[str | None]:
 
 def assign_speakers(segments: list[Segment], diarization: Diarization) -> list[Segment]:
     """Return new segments, each with one speaker, split wherever the word speaker changes."""
-    labels = speaker_order(diarization.turns)
+    labels = speaker_order(diarization.turns, diarization.names)
     segments = [s for s in segments if s.words]
     words = [w for s in segments for w in s.words]
     for word, raw in zip(words, word_speakers(words, diarization.turns), strict=True):

@@ -15,7 +15,7 @@ import copy
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,13 +26,15 @@ import numpy as np
 from ..config import EngineSettings, engine_settings
 from ..contract.languages import abilities_from_name, check_supported
 from ..contract.options import TranscriptionOptions
-from ..errors import Interrupted
+from ..errors import AudioError, Interrupted, ModelUnavailable
 from . import models
 from .audio import SAMPLE_RATE, decode_audio, wav_bytes
+from .diarization import Pipeline
 from .diarize import diarize
 from .document import completed_document, rounded_timings
 from .merge import assign_speakers
 from .segments import sentence_segments
+from .speakers import MAX_ENROL_SECONDS, Voice, enrol, name_speakers
 from .whisper import loaded_abilities, text_tokens, transcribe
 
 log = logging.getLogger(__name__)
@@ -68,9 +70,10 @@ class Engine:
         job_id: str | None = None,
         source: Any = None,
         cancel: Callable[[], bool] | None = None,
+        voices: Mapping[str, np.ndarray] | None = None,
     ) -> dict[str, Any]:
         """The result document (redacted when the options ask for it)."""
-        return self.process(audio, options, job_id=job_id, source=source, cancel=cancel).document
+        return self.process(audio, options, job_id=job_id, source=source, cancel=cancel, voices=voices).document
 
     def process(
         self,
@@ -80,10 +83,12 @@ class Engine:
         job_id: str | None = None,
         source: Any = None,
         cancel: Callable[[], bool] | None = None,
+        voices: Mapping[str, np.ndarray] | None = None,
     ) -> EngineResult:
         """The result document and any extra outputs the options ask for. ``cancel``: asked
         between stages and pieces of work (decoded windows, embedding batches); when it answers
-        true the run stops there with :class:`Interrupted`."""
+        true the run stops there with :class:`Interrupted`. ``voices``: known voices (name ->
+        unit embedding, engine.speakers) whose names the diarized speakers may take."""
         options = options or TranscriptionOptions()
         checkpoint = _checkpoint(cancel)
         job_id = job_id or uuid.uuid4().hex
@@ -107,12 +112,16 @@ class Engine:
         duration = audio.size / SAMPLE_RATE
 
         diarization = None
+        speakers = None
         if options.diarization:
             checkpoint()
             with stage("load_diarization"):
                 pipeline = models.load_diarization(self.diarization_model, self.settings)
             with stage("diarize"):
                 diarization = diarize(pipeline, audio, options, checkpoint)
+            if voices is not None:
+                with stage("name_speakers"):
+                    diarization, speakers = name_speakers(diarization, voices)
 
         # Like diarization, the optional steps' models load before Whisper's: a missing one
         # fails the job before the transcription is paid for.
@@ -152,6 +161,7 @@ class Engine:
             model=self.whisper_model,
             timings=timings,
             source=source,
+            speakers=speakers,
         )
         result = EngineResult(document)
         # Translation writes English whatever was spoken; `language` names what was spoken.
@@ -178,6 +188,19 @@ class Engine:
             result.unredacted["timings"] = dict(document["timings"])
         log.info("job %s: %.1f s of audio in %.2f s", job_id, duration, timings["total"])
         return result
+
+    def enrol(self, audio: str | Path | np.ndarray, field: str = "file") -> Voice:
+        """One person's recording -> their voice (engine.speakers.enrol); needs ``campplus``."""
+        if not isinstance(audio, np.ndarray):
+            try:
+                audio = decode_audio(audio, max_seconds=MAX_ENROL_SECONDS)
+            except AudioError as exc:
+                exc.field = exc.field or field  # the clip is the request's field, not "the audio"
+                raise
+        pipeline = models.load_diarization(self.diarization_model, self.settings)
+        if not isinstance(pipeline, Pipeline):
+            raise ModelUnavailable("enrolling voices needs the campplus diarization model")
+        return enrol(pipeline, audio, field)
 
 
 def _checkpoint(cancel: Callable[[], bool] | None) -> Callable[..., None]:

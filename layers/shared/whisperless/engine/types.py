@@ -63,3 +63,6 @@ class Diarization:
     # Each speaker's voice (the `campplus` pipeline): a unit-length CAM++ embedding per turn label,
     # the space of diarization.Pipeline.voice_embedding. Empty for pyannote hub pipelines.
     centroids: dict[str, np.ndarray] = field(default_factory=dict)
+    # Turn label -> an enrolled voice's name, for the speakers matched to one (engine.speakers);
+    # the others get SPEAKER_nn.
+    names: dict[str, str] = field(default_factory=dict)

@@ -114,9 +114,9 @@ def iam_on_resources() -> None:
     secret (as least privilege asks) denies even the calls it allows. Here DynamoDB requests are
     judged on the table's ARN (``TableName``; the index's for a query of an index), Secrets
     Manager's on the secret's full ARN (``SecretId``, by name or partial ARN) and EventBridge's
-    ``PutEvents`` on the event bus ARN.
-    Requests naming several resources at once (batch and transaction calls, events to several
-    buses) stay on ``"*"``, where a scoped grant denies them: none of ours make them.
+    ``PutEvents`` on the event bus ARN. Requests naming several resources at once (batch and
+    transaction calls, events to several buses) stay on ``"*"``, where a scoped grant denies them,
+    and moto judges S3's DeleteObjects on the bucket: none of ours make them.
 
     And as on AWS, reading a key that does not exist needs ``s3:ListBucket`` on the bucket to
     answer 404: without it S3 answers 403, which moto never does. Inline role policies that

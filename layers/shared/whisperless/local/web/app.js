@@ -59,9 +59,14 @@
   window.addEventListener("dragover", (event) => event.preventDefault());
   window.addEventListener("drop", (event) => event.preventDefault());
 
-  // The speaker count only means something with diarization.
-  diarization.addEventListener("change", () => { numSpeakers.disabled = !diarization.checked; });
-  numSpeakers.disabled = !diarization.checked;
+  // The speaker count and known speakers only mean something with diarization.
+  const knownSpeakers = $("known-speakers");
+  const diarizationOnly = () => {
+    numSpeakers.disabled = !diarization.checked;
+    knownSpeakers.disabled = !diarization.checked;
+  };
+  diarization.addEventListener("change", diarizationOnly);
+  diarizationOnly();
 
   function clearResult() {
     $("result").hidden = true;
@@ -144,6 +149,7 @@
     const values = {
       diarization: diarization.checked ? "true" : "false",
       numSpeakers: diarization.checked ? numSpeakers.value.trim() : "",
+      knownSpeakers: diarization.checked ? knownSpeakers.value.trim() : "",
       language: $("language").value.trim(),
       task: $("task").value.trim(),
       initialPrompt: $("initial-prompt").value.trim(),
@@ -235,6 +241,63 @@
       showError(`${err.message || err} (is whisperless serve still running?)`);
     } finally {
       if (mine === run) submit.disabled = false;
+    }
+  });
+
+  // -- speakers by name: enrol a voice, list and forget the enrolled ones ----------------------
+  const enrolStatus = $("enrol-status"), voiceList = $("voice-list");
+
+  async function listVoices() {
+    const key = keyInput.value.trim();
+    voiceList.textContent = "";
+    if (!key) return;
+    const { status, body } = await call("/v1/speakers", { headers: { Authorization: `Bearer ${key}` } });
+    if (status !== 200 || !body) return;
+    for (const voice of body.speakers || []) {
+      const item = document.createElement("li");
+      item.textContent = `${voice.name} (${voice.seconds} s) `;
+      const forget = document.createElement("button");
+      forget.type = "button";
+      forget.className = "forget";
+      forget.textContent = "Forget";
+      forget.addEventListener("click", async () => {
+        await call(`/v1/speakers/${encodeURIComponent(voice.name)}`, {
+          method: "DELETE", headers: { Authorization: `Bearer ${keyInput.value.trim()}` },
+        });
+        listVoices();
+      });
+      item.append(forget);
+      voiceList.append(item);
+    }
+  }
+  keyInput.addEventListener("change", listVoices);
+  listVoices().catch(() => { /* the server may be gone: the list stays empty */ });
+
+  $("enrol-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const key = keyInput.value.trim(), file = $("voice-file").files[0], name = $("voice-name").value.trim();
+    const say = (text) => { enrolStatus.textContent = text; };
+    if (!key) { say("Enter the API key first."); return; }
+    const data = new FormData();
+    data.append("name", name);
+    if (file) data.append("file", file, file.name);
+    say(`Enrolling ${name || "the voice"}…`);
+    $("enrol").disabled = true;
+    try {
+      const { status, body } = await call("/v1/speakers", {
+        method: "POST", headers: { Authorization: `Bearer ${key}` }, body: data,
+      });
+      if (status === 201) say(`Enrolled ${body.name} (${body.seconds} s of speech).`);
+      else if (status === 202) say(`${body.name} is still being enrolled.`);
+      else {
+        const { message, field } = errorOf(status, body);
+        say(`Refused: ${message}${field ? ` (field: ${field})` : ""}`);
+      }
+      await listVoices();
+    } catch (err) {
+      say(`Could not reach the server: ${err.message || err}`);
+    } finally {
+      $("enrol").disabled = false;
     }
   });
 
@@ -361,6 +424,9 @@
     if (doc.language) parts.push(`language ${doc.language}`);
     if (Number(doc.duration)) parts.push(`${clock(doc.duration)} of audio`);
     if (colours.size) parts.push(`${colours.size} speaker${colours.size === 1 ? "" : "s"}`);
+    // Speakers by name: who was recognised, and how alike the voices were.
+    const named = (doc.speakers || []).filter((row) => row.name);
+    if (named.length) parts.push(`recognised: ${named.map((row) => `${row.name} (${row.similarity})`).join(", ")}`);
     if (doc.model) parts.push(`model ${typeof doc.model === "string" ? doc.model : JSON.stringify(doc.model)}`);
     if (Array.isArray(doc.redactions)) {
       parts.push(`${doc.redactions.length} redaction${doc.redactions.length === 1 ? "" : "s"}`);
