@@ -214,12 +214,21 @@ class JobRunner:
             return {"status": "skipped", "reason": "object no longer exists", "key": key}
         metadata = read_metadata(head.get("Metadata", {}))
         job_id = self._job_id(job, metadata)
+        previous = self.jobs.start(job_id, bucket=bucket, key=key, params=_public_params(metadata))
+        owner = previous.get("clientId") or bucket_owner(bucket)
+        return self._object_job(attempt, job_id, bucket, key, head, metadata, previous, owner)
+
+    def _object_job(self, attempt, job_id, bucket, key, head, metadata, previous, owner) -> dict:
+        """An object in the bucket transcribed (an upload, or a Transcription Requested event), from
+        its job record's start to the one ending. ``head``: the object's, or None when it is gone."""
         source = {"bucket": bucket, "key": key}
         callback_url = metadata.get(CALLBACK)
-        audio = audio_identity(head)
-        previous = self.jobs.start(job_id, bucket=bucket, key=key, params=_public_params(metadata))
         try:
             check_result_key(key)  # no room for <key>.json: refused before any work
+            if head is None:
+                missing = AudioError(f"no object {key!r} in the bucket", code="file_not_found", field="key")
+                return self._conclude(job_id, bucket, key, failed_document(job_id, missing, source), callback_url)
+            audio = audio_identity(head)
             written = self.results.written(bucket, key, job_id=job_id, audio=audio)
             if written is not None:
                 # Redelivered after its result was written (a crash or a timeout before the job's
@@ -228,7 +237,6 @@ class JobRunner:
                 log.info("job %s: its result is already written; finishing the job", job_id)
                 document, stored = written
                 return self._conclude(job_id, bucket, key, document, callback_url, stored=stored, previous=previous)
-            owner = previous.get("clientId") or bucket_owner(bucket)
             document = self._result_for_object(job_id, bucket, key, head, metadata, source, owner)
             return self._conclude(job_id, bucket, key, document, callback_url, _formats(metadata), audio=audio)
         except Exception as exc:
@@ -347,29 +355,10 @@ class JobRunner:
         bucket, key, job_id = job.bucket, job.key, job.job_id
         params = {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in job.params.items()}
         metadata = upload_metadata(job_id, params)
-        callback_url = metadata.get(CALLBACK)
-        source = {"bucket": bucket, "key": key}
+        head = self._head(bucket, key)
         previous = self.jobs.start(job_id, bucket=bucket, key=key, params=_public_params(metadata))
-        try:
-            check_result_key(key)
-            head = self._head(bucket, key)
-            if head is None:
-                missing = AudioError(f"no object {key!r} in the bucket", code="file_not_found", field="key")
-                return self._conclude(job_id, bucket, key, failed_document(job_id, missing, source), callback_url)
-            audio = audio_identity(head)
-            written = self.results.written(bucket, key, job_id=job_id, audio=audio)
-            if written is not None:  # redelivered after its result was written: finish, do not redo
-                document, stored = written
-                return self._conclude(job_id, bucket, key, document, callback_url, stored=stored, previous=previous)
-            owner = bucket_owner(bucket)  # an event on the bus: the bucket's voices
-            document = self._result_for_object(job_id, bucket, key, head, metadata, source, owner)
-            return self._conclude(job_id, bucket, key, document, callback_url, _formats(metadata), audio=audio)
-        except Exception as exc:
-            refusal = storage_refusal(exc)
-            if refusal is not None:  # S3 will refuse it however often it is retried: end the job now
-                return self._conclude(job_id, bucket, key, failed_document(job_id, refusal, source), callback_url)
-            self._attempt_failed(job_id, bucket, key, exc, callback_url, source, attempt.final)
-            raise
+        # An event on the bus names no API client: the bucket's voices.
+        return self._object_job(attempt, job_id, bucket, key, head, metadata, previous, bucket_owner(bucket))
 
     # -- URL job (from the API) ------------------------------------------------------------
     def _process_url(self, attempt: Attempt) -> dict:
