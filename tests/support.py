@@ -297,3 +297,17 @@ def assert_no_secrets(value, secrets, present: bool = False) -> None:
             assert found, f"{secret!r} is not in {strings}"
         else:
             assert not found, f"{secret!r} leaked: {found}"
+
+
+def long_recording(path: Path) -> Path:
+    """Two minutes of real speech in which the same people come back: pyannote's sample (two
+    speakers), an AMI excerpt (one), the sample again, another AMI excerpt (two). As 16 kHz WAV."""
+    import numpy as np
+
+    from bench.diarization_quality import TESTS_DATA, read_wav, sample_item
+    from whisperless.engine.audio import wav_bytes
+
+    sample = read_wav(sample_item().wav)
+    parts = [sample, read_wav(TESTS_DATA / "trn02.wav"), sample, read_wav(TESTS_DATA / "trn03.wav")]
+    path.write_bytes(wav_bytes(np.concatenate(parts)))
+    return path

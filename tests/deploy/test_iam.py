@@ -264,10 +264,11 @@ REFUSED = [
         "dynamodb:PutItem",
         lambda a, c: c("dynamodb").put_item(TableName=a.gpu.physical["JobsTable"], Item={"id": {"S": "x"}}),
     ),
+    # The transcriber queues long jobs' chunk and merge tasks on its job queue, and nowhere else.
     (
         "TranscriberFunctionRole",
         "sqs:SendMessage",
-        lambda a, c: c("sqs").send_message(QueueUrl=a.cpu.physical["JobQueue"], MessageBody="{}"),
+        lambda a, c: c("sqs").send_message(QueueUrl=a.cpu.physical["JobDeadLetterQueue"], MessageBody="{}"),
     ),
     # The GPU role consumes its own job queue only: not the dead letters, not another stack's audio.
     (
@@ -278,7 +279,7 @@ REFUSED = [
     (
         "GpuTranscriberRole",
         "sqs:SendMessage",
-        lambda a, c: c("sqs").send_message(QueueUrl=a.gpu.physical["JobQueue"], MessageBody="{}"),
+        lambda a, c: c("sqs").send_message(QueueUrl=a.gpu.physical["JobDeadLetterQueue"], MessageBody="{}"),
     ),
     (
         "GpuTranscriberRole",

@@ -549,6 +549,8 @@ def test_only_the_owner_sees_a_job(app_module, api):
         "id": job_id,
         "status": "queued",
         "statusUrl": f"/v1/transcriptions/{job_id}",
+        "progress": 0,
+        "stage": "queued",
     }
     theirs = call(app_module, "GET", f"/v1/transcriptions/{job_id}", key=KEY_B)
     missing = call(app_module, "GET", "/v1/transcriptions/" + "0" * 32, key=KEY_B)

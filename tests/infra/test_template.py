@@ -21,7 +21,14 @@ from cfnlint.api import lint, lint_file  # noqa: E402
 from cfnlint.config import ManualArgs  # noqa: E402
 from cfnlint.context.parameters import ParameterSet  # noqa: E402
 
-from whisperless.contract.naming import AUDIO_EXTENSIONS, OUTPUT_SUFFIXES, REDACTED_AUDIO_SUFFIX, UNREDACTED_SUFFIX  # noqa: E402
+from whisperless.contract.naming import (  # noqa: E402
+    AUDIO_EXTENSIONS,
+    HIDDEN_PREFIX,
+    OUTPUT_SUFFIXES,
+    PARTS_PREFIX,
+    REDACTED_AUDIO_SUFFIX,
+    UNREDACTED_SUFFIX,
+)
 from whisperless.contract.speakers import CLIP_PREFIX, SPEAKERS_PREFIX  # noqa: E402
 from whisperless.local.cloudformation import load_source, translate  # noqa: E402
 
@@ -231,6 +238,8 @@ TRANSCRIBER_ENV = {
     "DEFAULT_TASK",
     "JOB_TTL_DAYS",
     "VOICES_TABLE",
+    "QUEUE_URL",  # long jobs' chunk and merge tasks
+    "WHISPERLESS_CHUNK_SECONDS",
 }
 API_ENV = {
     "BUCKET_NAME",
@@ -317,6 +326,9 @@ def test_bucket_is_private_encrypted_and_named(translated):
     assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms", "aws:kms:dsse")
     lifecycle = bucket["LifecycleConfiguration"]["Rules"]
     assert any(r.get("AbortIncompleteMultipartUpload", {}).get("DaysAfterInitiation") == 1 for r in lifecycle)
+    # What a failed long job leaves under the hidden prefix expires.
+    (parts,) = [r for r in lifecycle if r.get("Prefix") == HIDDEN_PREFIX]
+    assert parts["Status"] == "Enabled" and 1 <= parts["ExpirationInDays"] <= 7
     assert bucket["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
     # Uploads reach the queue through EventBridge only (an S3 notification could not exclude .json).
     for kind in ("LambdaConfigurations", "QueueConfigurations", "TopicConfigurations"):
@@ -482,11 +494,14 @@ def test_transcriber_permissions(translated):
     objects = {"Fn::Sub": "${AudioBucket.Arn}/*"}
     assert objects in grants["s3:GetObject"] and objects in grants["s3:PutObject"]
     # Deletes reach only the extra outputs a later job on the same key did not ask for again, and
-    # the API's enrolment clips once they are voices.
+    # the API's enrolment clips once they are voices, and long jobs' chunk parts under the hidden prefix.
     assert grants["s3:DeleteObject"] == [
         *({"Fn::Sub": "${AudioBucket.Arn}/*" + suffix} for suffix in (UNREDACTED_SUFFIX, REDACTED_AUDIO_SUFFIX)),
+        {"Fn::Sub": "${AudioBucket.Arn}/" + PARTS_PREFIX + "*"},
         {"Fn::Sub": "${AudioBucket.Arn}/" + CLIP_PREFIX + "*"},
     ]
+    # Long jobs: the transcriber queues their chunk and merge tasks on the job queue, nothing else.
+    assert grants["sqs:SendMessage"] == [{"Fn::GetAtt": ["JobQueue", "Arn"]}]
     voices = {"Fn::GetAtt": ["VoicesTable", "Arn"]}
     assert {a for a, resources in grants.items() if voices in resources} == {
         "dynamodb:PutItem",

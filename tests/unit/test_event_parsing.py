@@ -122,3 +122,23 @@ def test_transcription_requested_events():
     for bad in ({"bucket": "b"}, {**detail, "jobId": "../x"}, "text"):
         with pytest.raises(InvalidEvent):
             jobs_from_payload({**event, "detail": bad})
+
+
+def test_long_job_tasks_and_the_hidden_prefix():
+    from whisperless.cloud.events import ChunkJob, LongJob, MergeJob
+
+    job = LongJob("job-1", "bucket", "a/long.mp3", "etag", None, {"diarization": "true"}, 16000 * 3600, 600.0, 6)
+    assert jobs_from_payload(json.loads(json.dumps(ChunkJob(job, 5).message()))) == [ChunkJob(job, 5)]
+    assert jobs_from_payload(json.loads(json.dumps(MergeJob(job).message()))) == [MergeJob(job)]
+    for broken in (
+        {**ChunkJob(job, 6).message()},  # index past the chunks
+        {**MergeJob(job).message(), "jobId": "../x"},
+        {**MergeJob(job).message(), "numSamples": 0},
+        {**MergeJob(job).message(), "metadata": {"a": 1}},
+        {**MergeJob(job).message(), "whisperlessTask": {"kind": "other"}},
+    ):
+        with pytest.raises(InvalidEvent):
+            jobs_from_payload(broken)
+    # Chunk parts in the bucket's working space never become jobs, whatever their name.
+    (skip,) = jobs_from_payload(_s3(".whisperless/parts/job-1/00001.wav"))
+    assert isinstance(skip, Skip) and "working space" in skip.reason

@@ -40,13 +40,51 @@ def _transcribe(args: argparse.Namespace) -> int:
 
     from .engine import Engine
 
-    result = Engine(whisper_model=args.model).process(args.file, options, source={"file": os.path.basename(args.file)})
+    bar = _ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        result = Engine(whisper_model=args.model).process(
+            args.file, options, source={"file": os.path.basename(args.file)}, progress=bar
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     if result.unredacted is not None:
         Path(args.unredacted).write_text(RENDERERS["json"](result.unredacted), encoding="utf-8")
     if result.redacted_audio is not None:
         Path(args.redact_audio).write_bytes(result.redacted_audio)
     sys.stdout.write(RENDERERS[args.format](result.document))
     return 0
+
+
+class _ProgressBar:
+    """Stage and percent on one terminal line of stderr, redrawn when either changes."""
+
+    WIDTH = 30
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.shown: tuple[str, int] | None = None
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        percent = max(0, min(100, int(fraction * 100)))
+        if (stage, percent) == self.shown:
+            return
+        self.shown = (stage, percent)
+        filled = self.WIDTH * percent // 100
+        self.stream.write(f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {percent:3d} % {stage:<13}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.shown is not None:
+            self.stream.write("\r" + " " * (self.WIDTH + 22) + "\r")
+            self.stream.flush()
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -115,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="let callbackURL and url point at this machine (local testing only)",
     )
     s.add_argument("--template", help="SAM template to build the stack from (default: the repository's)")
+    s.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="transcriber workers running at once (threads sharing the loaded models); a long recording's "
+        "chunks (WHISPERLESS_CHUNK_SECONDS) run on them side by side",
+    )
     s.set_defaults(run=_serve)
 
     d = commands.add_parser("demo", help="the local stack end to end on a bundled real recording, then stop")

@@ -99,7 +99,8 @@ class EngineSettings:
         "WHISPERLESS_BATCH_SIZE", "chunks per batch (default 4 on CPU, 8 on CUDA)", default=None
     )
     cpu_threads: int = _var("WHISPERLESS_CPU_THREADS", "CTranslate2 threads; 0 = its default", default=0)
-    max_audio_seconds: float = _var("WHISPERLESS_MAX_AUDIO_SECONDS", "longer audio is refused", default=4 * 3600.0)
+    # 12 hours: a long job is split into chunks that each decode only their range.
+    max_audio_seconds: float = _var("WHISPERLESS_MAX_AUDIO_SECONDS", "longer audio is refused", default=12 * 3600.0)
     # Chosen on real meetings (AMI excerpts), the real sample and made conversations:
     # bench/diarization_quality.py (BENCHMARKS.md).
     clustering_threshold: float = _var(
@@ -164,6 +165,13 @@ class Settings:
         "on SIGTERM/Ctrl-C, how long the running job may take to finish before it is put back",
         default=25.0,
     )
+    # 10 minutes: a chunk takes about a minute on a 2-vCPU function with diarization, so a
+    # 4-hour recording is 24 chunks at once and a result in about 2 minutes (BENCHMARKS.md).
+    chunk_seconds: float = _var(
+        "WHISPERLESS_CHUNK_SECONDS",
+        "longer audio is split into chunks of about this many seconds, run at once (0: never split)",
+        default=600.0,
+    )
     region: str = _var("AWS_REGION", "AWS region (else AWS_DEFAULT_REGION, else us-east-1)", default="")
     default_diarization: str = _var("DEFAULT_DIARIZATION", "diarization when a request does not say", default="")
     default_language: str = _var("DEFAULT_LANGUAGE", "language when a request does not say", default="")
@@ -176,6 +184,8 @@ class Settings:
         for name in ("result_wait_seconds", "stop_grace_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative", field=name)
+        if self.chunk_seconds and self.chunk_seconds < 30:  # one CAM++ block: diarization's smallest chunk
+            raise ConfigError("WHISPERLESS_CHUNK_SECONDS must be 0 (never split) or at least 30", field="chunk_seconds")
 
     @property
     def defaults(self) -> dict[str, str]:

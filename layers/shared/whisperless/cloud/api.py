@@ -390,11 +390,15 @@ class Api:
                 return Reply(200, document)
             status = job.get("status", "queued")
             reply = pending_reply(job_id, status, http_status=200)
+            body: dict = {"id": job_id, "status": status, "statusUrl": status_url(job_id)}
+            # Where it is (0-1, and its stage; a long job's chunks done of all), while it runs.
+            body.update(progress=job.get("progress", 0), stage=job.get("stage", status))
+            if job.get("chunks"):
+                body["chunks"] = {"done": len(job.get("chunksDone") or ()), "total": job["chunks"]}
             # Why a job is being retried (a url whose server is down, S3 failing), while it is.
             if status == "retrying" and job.get("lastError"):
-                body = {"id": job_id, "status": status, "statusUrl": status_url(job_id), "lastError": job["lastError"]}
-                return Reply(reply.status, body, reply.headers)
-            return reply
+                body["lastError"] = job["lastError"]
+            return Reply(reply.status, body, reply.headers)
         if document is None or document.get("status") != "completed":
             status = (document or job).get("status", "queued")
             raise ApiError(

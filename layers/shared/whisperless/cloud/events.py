@@ -3,7 +3,9 @@
 parsing: no AWS calls.
 
 Anything that is not a job (S3's test event, our own outputs (``.json``, ``.redacted.wav``), keys that
-are not audio) becomes a ``Skip`` with its reason, so it is logged, never silently dropped.
+are not audio, our working space ``.whisperless/``) becomes a ``Skip`` with its reason, so it is
+logged, never silently dropped. A long job's chunk and merge tasks are messages of their own
+(``whisperlessTask``), sent by the runner.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
-from ..contract.naming import JOB_ID_PATTERN, is_audio_key, is_output
+from ..contract.naming import HIDDEN_PREFIX, JOB_ID_PATTERN, is_audio_key, is_output
 from ..contract.speakers import CLIP_PREFIX, SPEAKERS_PREFIX, bucket_owner, enrolment_name, parse_voice_name
 from ..errors import WhisperlessError
 from .voices import VoiceTask
@@ -58,12 +60,71 @@ class RequestedJob:
 
 
 @dataclass(frozen=True)
+class LongJob:
+    """A long recording split into chunk tasks: what every task of it needs to know. The audio is
+    pinned by ETag and version; ``metadata`` is the job's parameters (as an upload's metadata)."""
+
+    job_id: str
+    bucket: str
+    key: str
+    etag: str
+    version_id: str | None
+    metadata: dict[str, str]
+    num_samples: int
+    chunk_seconds: float
+    total: int
+
+    def message(self, **task: Any) -> dict[str, Any]:
+        return {
+            "whisperlessTask": task,
+            "jobId": self.job_id,
+            "bucket": self.bucket,
+            "key": self.key,
+            "etag": self.etag,
+            "versionId": self.version_id,
+            "metadata": self.metadata,
+            "numSamples": self.num_samples,
+            "chunkSeconds": self.chunk_seconds,
+            "total": self.total,
+        }
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """Transcribe chunk ``index`` of a long job (its range, and diarization's local stage)."""
+
+    job: LongJob
+    index: int
+
+    def message(self) -> dict[str, Any]:
+        return self.job.message(kind="chunk", index=self.index)
+
+    @property
+    def job_id(self) -> str:
+        return self.job.job_id
+
+
+@dataclass(frozen=True)
+class MergeJob:
+    """Every chunk of a long job is done: join them into the one result."""
+
+    job: LongJob
+
+    def message(self) -> dict[str, Any]:
+        return self.job.message(kind="merge")
+
+    @property
+    def job_id(self) -> str:
+        return self.job.job_id
+
+
+@dataclass(frozen=True)
 class Skip:
     reason: str
     key: str | None = None
 
 
-Job = ObjectJob | UrlJob | RequestedJob | VoiceTask | Skip
+Job = ObjectJob | UrlJob | RequestedJob | VoiceTask | ChunkJob | MergeJob | Skip
 
 REQUESTED = "Transcription Requested"
 
@@ -74,6 +135,8 @@ def object_job(
     """An ObjectJob, or a Skip when the key is one of our results or not audio."""
     if not isinstance(bucket, str) or not bucket or not key:
         raise InvalidEvent("event names no bucket or no key")
+    if key.startswith(HIDDEN_PREFIX):
+        return Skip("whisperless's own working space, not an upload", key)
     if is_output(key):
         # Results, renderings and redacted audio live next to the audio; they must never start a job.
         return Skip("our own output, not an upload", key)
@@ -200,6 +263,45 @@ def _from_job_message(message: dict) -> Job:
     )
 
 
+def _from_task_message(message: dict) -> Job:
+    """A chunk or merge task of a long job (the runner sends them; see :class:`LongJob`)."""
+    task = message["whisperlessTask"]
+    if not isinstance(task, dict) or task.get("kind") not in ("chunk", "merge"):
+        raise InvalidEvent("whisperlessTask must be {kind: chunk|merge}")
+    for name in ("jobId", "bucket", "key", "etag"):
+        if not isinstance(message.get(name), str) or not message[name]:
+            raise InvalidEvent(f"task message is missing {name}")
+    if not JOB_ID_PATTERN.fullmatch(message["jobId"]):
+        raise InvalidEvent("task message jobId is not a job id")
+    metadata = message.get("metadata")
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise InvalidEvent("task message metadata must be an object of strings")
+    numbers: dict[str, float] = {}
+    for name in ("numSamples", "chunkSeconds", "total"):
+        value = message.get(name)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise InvalidEvent(f"task message needs a positive {name}")
+        numbers[name] = value
+    version = message.get("versionId")
+    job = LongJob(
+        job_id=message["jobId"],
+        bucket=message["bucket"],
+        key=message["key"],
+        etag=message["etag"],
+        version_id=version if isinstance(version, str) and version else None,
+        metadata=metadata,
+        num_samples=int(numbers["numSamples"]),
+        chunk_seconds=float(numbers["chunkSeconds"]),
+        total=int(numbers["total"]),
+    )
+    if task["kind"] == "merge":
+        return MergeJob(job)
+    index = task.get("index")
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < job.total:
+        raise InvalidEvent("chunk task index must be 0 <= index < total")
+    return ChunkJob(job, index)
+
+
 def jobs_from_payload(payload: Any) -> list[Job]:
     """Jobs in one S3 notification / EventBridge event / job message (already JSON-decoded)."""
     if not isinstance(payload, dict):
@@ -208,6 +310,8 @@ def jobs_from_payload(payload: Any) -> list[Job]:
         return [Skip("S3 test event")]
     if "detail-type" in payload:
         return [_from_eventbridge(payload)]
+    if "whisperlessTask" in payload:
+        return [_from_task_message(payload)]
     if "jobId" in payload:
         return [_from_job_message(payload)]
     if "voice" in payload:

@@ -18,6 +18,7 @@ bucket, key, ETag and version: one result write, one callback.
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import threading
@@ -38,7 +39,7 @@ from ..errors import AudioError, Interrupted, InvalidParameter, WhisperlessError
 from .callbacks import Callbacks
 from .context import LambdaContext
 from .eventbus import EventBus, job_event
-from .events import ObjectJob, RequestedJob, Skip, UrlJob
+from .events import ChunkJob, LongJob, MergeJob, ObjectJob, RequestedJob, Skip, UrlJob
 from .metrics import record_job_metrics
 from .stores import JobStore, ResultStore, audio_identity, check_result_key, storage_refusal
 from .voices import VoiceRunner, VoiceStore, VoiceTask, embeddings
@@ -57,7 +58,7 @@ DOWNLOAD_BACKOFF_SECONDS = (5.0, 15.0, 40.0)
 class Attempt:
     """One delivery of a job: what Powertools Idempotency keys and stores."""
 
-    job: ObjectJob | UrlJob | RequestedJob
+    job: ObjectJob | UrlJob | RequestedJob | ChunkJob | MergeJob
     final: bool = False  # the message's last delivery: a failure now is told to the user
 
 
@@ -76,6 +77,27 @@ class GaveUp(WhisperlessError):
     def __init__(self, cause: BaseException, attempts: int):
         summary = error_summary(cause)
         super().__init__(f"gave up after {attempts} attempts; last error: {summary['code']}: {summary['message']}")
+
+
+class ChunkFailed(WhisperlessError):
+    """One chunk of a long job failed: the job's document names the chunk and the reason."""
+
+    code = "chunk_failed"
+
+    def __init__(self, job: ChunkJob, cause: BaseException):
+        summary = error_summary(cause)
+        start = job.index * job.job.chunk_seconds
+        super().__init__(
+            f"chunk {job.index + 1} of {job.job.total} (from {start:.0f} s) failed: "
+            f"{summary['code']}: {summary['message']}"
+        )
+
+
+@dataclass(frozen=True)
+class FannedOut:
+    """A long job handed to its chunk tasks: no document yet (the merge writes it)."""
+
+    total: int
 
 
 def error_summary(exc: BaseException) -> dict[str, str]:
@@ -97,6 +119,7 @@ class JobRunner:
         engine=None,
         metrics=None,
         events=None,
+        sqs=None,
         callback_sleep: Callable[[float], None] = time.sleep,
         callback_timeout: tuple[float, float] = (5, 15),
         download_backoff: Sequence[float] = DOWNLOAD_BACKOFF_SECONDS,
@@ -114,6 +137,9 @@ class JobRunner:
         self.metrics = metrics
         import boto3
 
+        # Chunk and merge tasks of long jobs go to the job queue (none configured: no split).
+        self._sqs = sqs or (boto3.client("sqs") if settings.queue_url else None)
+
         # The job's EventBridge event goes to the deployment's bus (none configured: no event).
         self.bus = EventBus(events or boto3.client("events"), settings.event_bus) if settings.event_bus else None
         # Powertools writes low-level items; the resource's own client would re-serialise them,
@@ -129,6 +155,8 @@ class JobRunner:
         self._request_runner = self._idempotent(self._process_request, "job.job_id", "requested")
         # Enrolled voices (speakers by name); none configured: knownSpeakers is refused.
         self.voices = VoiceStore(dynamodb.Table(settings.voices_table)) if settings.voices_table else None
+        self._chunk_runner = self._idempotent(self._process_chunk, "[job.job.job_id, job.index]", "chunk")
+        self._merge_runner = self._idempotent(self._process_merge, "job.job.job_id", "merge")
 
     def interrupt(self) -> None:
         """Stop the running job at the engine's next checkpoint (seconds); its message comes back."""
@@ -166,7 +194,7 @@ class JobRunner:
     # -- entry ---------------------------------------------------------------------------
     def handle(
         self,
-        job: ObjectJob | UrlJob | RequestedJob | VoiceTask | Skip,
+        job: ObjectJob | UrlJob | RequestedJob | VoiceTask | ChunkJob | MergeJob | Skip,
         context: Any = None,
         receive_count: int | None = None,
     ) -> dict:
@@ -175,12 +203,14 @@ class JobRunner:
         if isinstance(job, Skip):
             log.info("skipped %s: %s", job.key or "event", job.reason)
             return {"status": "skipped", "reason": job.reason, "key": job.key}
-        if self.settings.bucket and job.bucket != self.settings.bucket:
+        bucket = job.job.bucket if isinstance(job, ChunkJob | MergeJob) else job.bucket
+        if self.settings.bucket and bucket != self.settings.bucket:
             # We may read and write only the deployment's bucket: anything else could never
             # succeed, and retrying it would only walk the message to the dead-letter queue.
-            reason = f"bucket {job.bucket!r} is not this deployment's bucket"
-            log.error("skipped %s: %s", job.key, reason)
-            return {"status": "skipped", "reason": reason, "key": job.key}
+            reason = f"bucket {bucket!r} is not this deployment's bucket"
+            key = job.job.key if isinstance(job, ChunkJob | MergeJob) else job.key
+            log.error("skipped %s: %s", key, reason)
+            return {"status": "skipped", "reason": reason, "key": key}
         if isinstance(job, VoiceTask):
             if self.voices is None:
                 log.error("skipped the voice %r: no VOICES_TABLE is configured", job.name)
@@ -193,7 +223,11 @@ class JobRunner:
         return self._run(Attempt(job, final), context or LambdaContext("worker", seconds))
 
     def _run(self, attempt: Attempt, context: Any) -> dict:
-        if isinstance(attempt.job, UrlJob):
+        if isinstance(attempt.job, ChunkJob):
+            config, runner = self._chunk_runner
+        elif isinstance(attempt.job, MergeJob):
+            config, runner = self._merge_runner
+        elif isinstance(attempt.job, UrlJob):
             config, runner = self._url_runner
         elif isinstance(attempt.job, RequestedJob):
             config, runner = self._request_runner
@@ -237,8 +271,10 @@ class JobRunner:
                 log.info("job %s: its result is already written; finishing the job", job_id)
                 document, stored = written
                 return self._conclude(job_id, bucket, key, document, callback_url, stored=stored, previous=previous)
-            document = self._result_for_object(job_id, bucket, key, head, metadata, source, owner)
-            return self._conclude(job_id, bucket, key, document, callback_url, _formats(metadata), audio=audio)
+            outcome = self._result_for_object(job_id, bucket, key, head, metadata, source, owner)
+            if isinstance(outcome, FannedOut):
+                return {"status": "fanned_out", "jobId": job_id, "chunks": outcome.total}
+            return self._conclude(job_id, bucket, key, outcome, callback_url, _formats(metadata), audio=audio)
         except Exception as exc:
             refusal = storage_refusal(exc)
             if refusal is not None:  # S3 will refuse it however often it is retried: end the job now
@@ -271,7 +307,7 @@ class JobRunner:
                 return None
             raise
 
-    def _result_for_object(self, job_id, bucket, key, head, metadata, source, owner: str) -> dict:
+    def _result_for_object(self, job_id, bucket, key, head, metadata, source, owner: str) -> dict | FannedOut:
         """``owner``: whose enrolled voices ``knownSpeakers`` names (the API client, or the bucket)."""
         voices = None
         # The request's own clips (known_speaker_references[]), stored by the API: enrolled below.
@@ -297,11 +333,30 @@ class JobRunner:
         with tempfile.TemporaryDirectory(prefix="whisperless-") as tmp:
             local = Path(tmp) / f"audio{suffix}"
             self.s3.download_file(bucket, key, str(local))  # streams to disk; errors propagate (retry)
+            self.jobs.record_progress(job_id, "transcribing", 0.02)
+            try:
+                # Known voices are matched in one pass (the merge of chunks does not name speakers).
+                long_job = (
+                    None
+                    if references or voices
+                    else self._long_job(job_id, bucket, key, head, metadata, options, local)
+                )
+            except WhisperlessError as exc:
+                return failed_document(job_id, exc, source)
+            if long_job is not None:
+                self._fan_out(long_job)
+                return FannedOut(long_job.total)
             try:
                 if references:
                     voices = self._reference_voices(bucket, job_id, options.known_speakers, Path(tmp))
                 result = self.engine.process(
-                    local, options, job_id=job_id, source=source, cancel=self.stopping.is_set, voices=voices
+                    local,
+                    options,
+                    job_id=job_id,
+                    source=source,
+                    cancel=self.stopping.is_set,
+                    voices=voices,
+                    progress=self._progress(job_id),
                 )
             except Interrupted:
                 raise  # not the job's failure: it is put back
@@ -344,6 +399,201 @@ class JobRunner:
                 self.s3.delete_object(Bucket=bucket, Key=reference_key(job_id, i))
             except Exception:  # noqa: BLE001
                 log.exception("job %s: could not delete its reference clip %d", job_id, i)
+
+    def _progress(self, job_id: str, every: float = 5.0) -> Callable[[str, float], None]:
+        """The engine's progress onto the job record: on a new stage, else at most every ``every``
+        seconds (best effort: a lost update is only a stale percentage)."""
+        last_stage, last_at = [""], [0.0]
+
+        def record(stage: str, fraction: float) -> None:
+            now = time.monotonic()
+            if stage == last_stage[0] and now - last_at[0] < every:
+                return
+            last_stage[0], last_at[0] = stage, now
+            try:
+                self.jobs.record_progress(job_id, stage, 0.02 + 0.95 * fraction)
+            except Exception:  # noqa: BLE001
+                log.warning("job %s: could not record its progress", job_id)
+
+        return record
+
+    # -- long recordings: chunk tasks and one merge ---------------------------------------------
+    def _long_job(self, job_id, bucket, key, head, metadata, options, local: Path) -> LongJob | None:
+        """The job as chunk tasks, when its audio is longer than ``WHISPERLESS_CHUNK_SECONDS`` (and
+        there is a queue to send them to, and the diarization model splits); None: one pass."""
+        from ..engine.audio import SAMPLE_RATE, probe_duration
+        from ..engine.longform import plan
+
+        chunk_seconds = self.settings.chunk_seconds
+        if not (chunk_seconds and self._sqs and self.settings.queue_url):
+            return None
+        duration = probe_duration(local)
+        if duration is None or duration <= chunk_seconds or not self.engine.can_split(options):
+            return None  # one pass (which refuses audio over the limit as it decodes)
+        limit = self.engine.settings.max_audio_seconds
+        if duration > limit:  # chunks decode only their ranges: the limit is checked here
+            raise AudioError(f"the audio is longer than the limit of {limit:.0f} s", code="audio_too_long")
+        num_samples = round(duration * SAMPLE_RATE)
+        chunks = plan(num_samples, chunk_seconds)
+        if len(chunks) < 2:
+            return None
+        return LongJob(
+            job_id=job_id,
+            bucket=bucket,
+            key=key,
+            etag=str(head.get("ETag", "")).strip('"'),
+            version_id=head.get("VersionId"),
+            metadata=dict(metadata),
+            num_samples=num_samples,
+            chunk_seconds=chunk_seconds,
+            total=len(chunks),
+        )
+
+    def _fan_out(self, job: LongJob) -> None:
+        """Record the split and queue every chunk task. A redelivered planner queues them again:
+        each chunk is done once (its own idempotency, and its part in S3)."""
+        assert self._sqs is not None
+        self.jobs.fan_out(job.job_id, job.total, job.chunk_seconds)
+        entries = [{"Id": str(i), "MessageBody": json.dumps(ChunkJob(job, i).message())} for i in range(job.total)]
+        for i in range(0, len(entries), 10):
+            reply = self._sqs.send_message_batch(QueueUrl=self.settings.queue_url, Entries=entries[i : i + 10])
+            if reply.get("Failed"):
+                raise RuntimeError(f"the queue refused chunk tasks: {reply['Failed']}")
+        log.info("job %s: %d chunk tasks queued", job.job_id, job.total)
+
+    def _process_chunk(self, attempt: Attempt) -> dict:
+        """One chunk: its part written once under the hidden prefix, then counted; the task whose
+        count completes the job queues the merge."""
+        task = attempt.job
+        assert isinstance(task, ChunkJob)
+        job = task.job
+        job_id, bucket, key = job.job_id, job.bucket, job.key
+        callback_url = job.metadata.get(CALLBACK)
+        source = {"bucket": bucket, "key": key}
+        record = self.jobs.get(job_id) or {}
+        # A job that ended for good needs no more chunks. (One that gave up after retries did not:
+        # its failed document is replaced if a redrive of the failed chunk completes it.)
+        ended = record.get("status") == "completed" or (
+            record.get("status") == "failed" and (record.get("error") or {}).get("code") != GaveUp.code
+        )
+        if ended:
+            return {"status": "skipped", "reason": f"job {job_id} already ended", "key": key}
+        try:
+            if not self.results.has_part(bucket, job_id, task.index):
+                failed = self._run_chunk(task, source)
+                if failed is not None:  # the input's fault: the job ends now, naming the chunk
+                    out = self._conclude(job_id, bucket, key, failed, callback_url)
+                    self._delete_parts(job)
+                    return out
+            counted, done = self.jobs.chunk_done(job_id, task.index, job.total)
+            assert self._sqs is not None
+            if done >= job.total and (counted or not (self.jobs.get(job_id) or {}).get("mergeQueuedAt")):
+                self._sqs.send_message(
+                    QueueUrl=self.settings.queue_url, MessageBody=json.dumps(MergeJob(job).message())
+                )
+                self.jobs.record_merge_queued(job_id)
+                log.info("job %s: all %d chunks done; merge queued", job_id, job.total)
+            return {"status": "chunk_done", "jobId": job_id, "chunk": task.index, "done": done, "total": job.total}
+        except Exception as exc:
+            if isinstance(exc, Interrupted):
+                self._record_retry(job_id, exc)
+                raise
+            self._attempt_failed(job_id, bucket, key, ChunkFailed(task, exc), callback_url, source, attempt.final)
+            raise
+
+    def _run_chunk(self, task: ChunkJob, source: dict) -> dict | None:
+        """Transcribe the chunk and write its part; a failed document when the input is at fault."""
+        from ..engine.longform import plan
+
+        job = task.job
+        try:
+            options = TranscriptionOptions.from_params(job.metadata, defaults=self.settings.defaults)
+        except WhisperlessError as exc:
+            return failed_document(job.job_id, ChunkFailed(task, exc), source)
+        chunk = plan(job.num_samples, job.chunk_seconds)[task.index]
+        with tempfile.TemporaryDirectory(prefix="whisperless-") as tmp:
+            local = Path(tmp) / f"audio{Path(job.key).suffix[:16]}"
+            self._download_pinned(job, local)
+            try:
+                output = self.engine.transcribe_chunk(
+                    local, options, chunk, job.num_samples, cancel=self.stopping.is_set
+                )
+            except Interrupted:
+                raise
+            except WhisperlessError as exc:
+                return failed_document(job.job_id, ChunkFailed(task, exc), source)
+        self.results.write_part(job.bucket, job.job_id, task.index, output.save())
+        return None
+
+    def _download_pinned(self, job: LongJob, local: Path) -> None:
+        """The job's audio as it was when it was split (its version, else its ETag must match)."""
+        extra: dict[str, str] = {"VersionId": job.version_id} if job.version_id else {}
+        if not job.version_id:
+            head = self.s3.head_object(Bucket=job.bucket, Key=job.key)
+            if str(head.get("ETag", "")).strip('"') != job.etag:
+                raise AudioError("the audio was replaced while its job ran", code="audio_changed")
+        self.s3.download_file(job.bucket, job.key, str(local), ExtraArgs=extra or None)
+
+    def _process_merge(self, attempt: Attempt) -> dict:
+        """Every chunk is done: join their parts into the one result, and end the job (once)."""
+        from ..engine.longform import ChunkOutput
+
+        task = attempt.job
+        assert isinstance(task, MergeJob)
+        job = task.job
+        job_id, bucket, key = job.job_id, job.bucket, job.key
+        callback_url = job.metadata.get(CALLBACK)
+        source = {"bucket": bucket, "key": key}
+        audio = {"etag": job.etag, "version": job.version_id}
+        try:
+            written = self.results.written(bucket, key, job_id=job_id, audio=audio)
+            if written is not None:  # redelivered after its result was written: finish, do not redo
+                document, stored = written
+                out = self._conclude(
+                    job_id, bucket, key, document, callback_url, stored=stored, previous=self.jobs.get(job_id)
+                )
+                self._delete_parts(job)
+                return out
+            self.jobs.record_progress(job_id, "merging", 0.92)
+            document = self._merged(
+                job, source, [ChunkOutput.load(self.results.read_part(bucket, job_id, i)) for i in range(job.total)]
+            )
+            out = self._conclude(job_id, bucket, key, document, callback_url, _formats(job.metadata), audio=audio)
+        except Exception as exc:
+            refusal = storage_refusal(exc)
+            if refusal is not None:
+                return self._conclude(job_id, bucket, key, failed_document(job_id, refusal, source), callback_url)
+            self._attempt_failed(job_id, bucket, key, exc, callback_url, source, attempt.final)
+            raise
+        self._delete_parts(job)
+        return out
+
+    def _merged(self, job: LongJob, source: dict, parts: list) -> dict:
+        try:
+            options = TranscriptionOptions.from_params(job.metadata, defaults=self.settings.defaults)
+        except WhisperlessError as exc:
+            return failed_document(job.job_id, exc, source)
+        with tempfile.TemporaryDirectory(prefix="whisperless-") as tmp:
+            local = None
+            if options.redact_audio:  # the one output that needs the whole recording again
+                local = Path(tmp) / f"audio{Path(job.key).suffix[:16]}"
+                self._download_pinned(job, local)
+            try:
+                result = self.engine.merge_chunks(parts, options, job_id=job.job_id, source=source, audio=local)
+            except Interrupted:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the same parts would fail again: report, do not retry
+                log.exception("job %s: merge failure", job.job_id)
+                return failed_document(job.job_id, exc, source)
+        self.results.write_extras(job.bucket, job.key, result.unredacted, result.redacted_audio)
+        return result.document
+
+    def _delete_parts(self, job: LongJob) -> None:
+        """Best effort: what is left expires by the bucket's lifecycle rule."""
+        try:
+            self.results.delete_parts(job.bucket, job.job_id, job.total)
+        except Exception:  # noqa: BLE001
+            log.exception("job %s: could not delete its chunk parts; the lifecycle rule will", job.job_id)
 
     # -- Transcription Requested (an EventBridge event) ------------------------------------
     def _process_request(self, attempt: Attempt) -> dict:

@@ -9,7 +9,14 @@ from decimal import Decimal
 from typing import Any
 
 from ..contract.formats import MEDIA_TYPES, RENDERERS
-from ..contract.naming import REDACTED_AUDIO_SUFFIX, UNREDACTED_SUFFIX, output_key, result_key, sidecar_key
+from ..contract.naming import (
+    REDACTED_AUDIO_SUFFIX,
+    UNREDACTED_SUFFIX,
+    output_key,
+    part_key,
+    result_key,
+    sidecar_key,
+)
 from ..errors import WhisperlessError
 
 #: The jobs table's index of a client's jobs by creation time (template.yaml JobsTable).
@@ -86,6 +93,8 @@ def _plain(value: Any) -> Any:
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
+    if isinstance(value, set):  # a string set (chunksDone): a sorted list, as JSON has no sets
+        return sorted(value)
     return value
 
 
@@ -177,7 +186,13 @@ class JobStore:
         result: dict | None = None,
     ) -> None:
         """The job's result is written (``result``: its key and ETag), or could not be stored."""
-        sets: dict[str, Any] = {"status": status, "updatedAt": _now(), "finishedAt": _now()}
+        sets: dict[str, Any] = {
+            "status": status,
+            "stage": "done",
+            "progress": 1,
+            "updatedAt": _now(),
+            "finishedAt": _now(),
+        }
         for name, value in (("timings", timings), ("error", error), ("duration", duration), ("result", result)):
             if value is not None:
                 sets[name] = value
@@ -189,6 +204,47 @@ class JobStore:
         if download_attempts is not None:
             sets["downloadAttempts"] = download_attempts
         self._update(job_id, sets)
+
+    def record_progress(self, job_id: str, stage: str, progress: float) -> None:
+        """Where a running job is (``GET`` shows it while it runs): its stage and 0-1. Never goes
+        back: chunk tasks finish in any order."""
+        try:
+            self.table.update_item(
+                Key={"id": job_id},
+                UpdateExpression="SET #s = :s, #p = :p, updatedAt = :now",
+                ConditionExpression="attribute_not_exists(#p) OR #p <= :p",
+                ExpressionAttributeNames={"#s": "stage", "#p": "progress"},
+                ExpressionAttributeValues=_dynamo({":s": stage, ":p": round(progress, 3), ":now": _now()}),
+            )
+        except self.table.meta.client.exceptions.ConditionalCheckFailedException:
+            pass  # a later stage is already recorded
+
+    def fan_out(self, job_id: str, total: int, chunk_seconds: float) -> None:
+        """The job runs as ``total`` chunk tasks (a redelivered planner keeps what is done)."""
+        self._update(job_id, {"chunks": total, "chunkSeconds": chunk_seconds, "updatedAt": _now()})
+        self.record_progress(job_id, "chunks", 0.05)
+
+    def chunk_done(self, job_id: str, index: int, total: int) -> tuple[bool, int]:
+        """Count chunk ``index`` as done: ``(whether this call counted it, chunks done)``. One
+        conditional update on the job record: a chunk counts once however often it is delivered,
+        so exactly one call sees the count reach ``total``, and that one starts the merge."""
+        try:
+            reply = self.table.update_item(
+                Key={"id": job_id},
+                UpdateExpression="ADD chunksDone :i SET updatedAt = :now",
+                ConditionExpression="attribute_exists(id) AND NOT contains(chunksDone, :n)",
+                ExpressionAttributeValues={":i": {str(index)}, ":n": str(index), ":now": _now()},
+                ReturnValues="ALL_NEW",
+            )
+        except self.table.meta.client.exceptions.ConditionalCheckFailedException:
+            record = self.get(job_id) or {}
+            return False, len(record.get("chunksDone") or ())
+        done = len(reply["Attributes"].get("chunksDone") or ())
+        self.record_progress(job_id, "chunks", 0.05 + 0.85 * done / total)
+        return True, done
+
+    def record_merge_queued(self, job_id: str) -> None:
+        self._update(job_id, {"mergeQueuedAt": _now(), "updatedAt": _now()})
 
     def record_callback(self, job_id: str, delivery: dict) -> None:
         self._update(job_id, {"callback": delivery, "updatedAt": _now()})
@@ -286,6 +342,30 @@ class ResultStore:
             self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=MEDIA_TYPES[fmt])
             keys.append(key)
         return keys
+
+    def write_part(self, bucket: str, job_id: str, index: int, body: bytes) -> None:
+        """One chunk's result, under the bucket's hidden prefix (one PUT: whole or absent)."""
+        self.s3.put_object(
+            Bucket=bucket, Key=part_key(job_id, index), Body=body, ContentType="application/octet-stream"
+        )
+
+    def has_part(self, bucket: str, job_id: str, index: int) -> bool:
+        try:
+            self.s3.head_object(Bucket=bucket, Key=part_key(job_id, index))
+        except self.s3.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def read_part(self, bucket: str, job_id: str, index: int) -> bytes:
+        return self.s3.get_object(Bucket=bucket, Key=part_key(job_id, index))["Body"].read()
+
+    def delete_parts(self, bucket: str, job_id: str, total: int) -> None:
+        """A finished job's chunk results (its keys are known: no listing). One DeleteObject per
+        key, as for the extras: IAM grants the deletes on the hidden prefix only."""
+        for i in range(total):
+            self.s3.delete_object(Bucket=bucket, Key=part_key(job_id, i))
 
     def read(self, bucket: str, audio_key: str) -> dict | None:
         """The result document next to ``audio_key``, or None."""

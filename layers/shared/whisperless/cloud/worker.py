@@ -159,9 +159,10 @@ def main() -> None:
     config = settings()
     if not config.queue_url:
         raise SystemExit("QUEUE_URL is not set: the worker needs the job queue to poll")
-    runner = JobRunner(s3=boto3.client("s3"), dynamodb=boto3.resource("dynamodb"), settings=config)
+    sqs = boto3.client("sqs")
+    runner = JobRunner(s3=boto3.client("s3"), dynamodb=boto3.resource("dynamodb"), settings=config, sqs=sqs)
     stopping = stop_on_signals(runner, config.stop_grace_seconds)
-    run_worker(runner, boto3.client("sqs"), config.queue_url, stop=stopping.is_set)
+    run_worker(runner, sqs, config.queue_url, stop=stopping.is_set)
     log.info("worker stopped")
 
 

@@ -20,6 +20,23 @@ AUDIO_EXTENSIONS = frozenset(
 )
 
 
+#: Our own working space in the bucket (a hidden prefix, never next to the audio, never a job):
+#: a long job's chunk results until its merge deletes them (the bucket's lifecycle rule expires
+#: what a failed job leaves).
+HIDDEN_PREFIX = ".whisperless/"
+PARTS_PREFIX = HIDDEN_PREFIX + "parts/"
+
+
+def parts_prefix(job_id: str) -> str:
+    """Where a long job's chunk results live until its merge."""
+    return f"{PARTS_PREFIX}{job_id}/"
+
+
+def part_key(job_id: str, index: int) -> str:
+    """One chunk's result (a .npz, written once)."""
+    return f"{parts_prefix(job_id)}{index:05d}.npz"
+
+
 #: Job ids: the API's (uuid4 hex), derived ones (``s3-...``); anything else names no job.
 JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,128}")
 

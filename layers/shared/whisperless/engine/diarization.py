@@ -74,6 +74,11 @@ class DiarizationConfig:
     threshold: float = 0.65  # where centroid linkage stops merging (distance between unit vectors)
     min_speech: float = 1.0  # s of lone speech a cluster needs to be a speaker of its own
     segmentation_batch: int = 8  # windows per segmentation pass
+    # Centroid linkage costs O(n^2) memory and about O(n^2)-O(n^3) time: 4000 embeddings take
+    # 2.5 s, 8000 take 29 s (bench/fanout.py, BENCHMARKS.md). Past this many, the clusters are
+    # built from the embeddings with the most lone speech (about the first 2 hours' worth of a
+    # meeting); every embedding is then given its nearest centroid, as always.
+    max_train: int = 5000
 
     def __post_init__(self) -> None:
         step, block = round(self.step * SAMPLE_RATE), round(self.block * SAMPLE_RATE)
@@ -290,6 +295,11 @@ def cluster(
     train = valid & (clean >= config.min_clean)
     if not train.any():  # short or sparse files: build clusters from whatever speech there is
         train = valid
+    if train.sum() > config.max_train:  # long recordings: the best-backed embeddings build the clusters
+        candidates = np.flatnonzero(train)
+        keep = candidates[np.argsort(-clean.ravel()[candidates], kind="stable")[: config.max_train]]
+        train = np.zeros_like(train)
+        train.ravel()[keep] = True
     X = _unit(embeddings[train].astype(np.float64))  # noqa: N806 - the usual name for a data matrix
     n = len(X)
     lo = num_speakers or min_speakers or 1

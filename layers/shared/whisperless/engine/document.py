@@ -58,8 +58,10 @@ def completed_document(
     timings: dict[str, float],
     source: Any = None,
     speakers: list[dict] | None = None,
+    chunks: int = 1,
 ) -> dict[str, Any]:
-    """``speakers``: engine.speakers.name_speakers' table, when known voices were asked for."""
+    """``speakers``: engine.speakers.name_speakers' table, when known voices were asked for;
+    ``chunks``: how many chunk tasks the audio was split across (1: a single pass)."""
     with_speakers = diarization is not None
     doc: dict[str, Any] = {
         "id": job_id,
@@ -83,6 +85,7 @@ def completed_document(
             )
     doc["duration"] = _t(duration)
     doc["model"] = model
+    doc["chunks"] = chunks
     doc["timings"] = rounded_timings(timings)
     if source is not None:
         doc["source"] = source

@@ -29,12 +29,14 @@ from ..contract.options import TranscriptionOptions
 from ..errors import AudioError, Interrupted, ModelUnavailable
 from . import models
 from .audio import SAMPLE_RATE, decode_audio, wav_bytes
-from .diarization import Pipeline
+from .diarization import DiarizationConfig, Pipeline, chunk_audio_range, global_stage, local_stage
 from .diarize import diarize
 from .document import completed_document, rounded_timings
+from .longform import Chunk, ChunkOutput, shifted, stitch
 from .merge import assign_speakers
 from .segments import sentence_segments
 from .speakers import MAX_ENROL_SECONDS, Voice, enrol, name_speakers
+from .types import Diarization, Transcript
 from .whisper import loaded_abilities, text_tokens, transcribe
 
 log = logging.getLogger(__name__)
@@ -84,11 +86,14 @@ class Engine:
         source: Any = None,
         cancel: Callable[[], bool] | None = None,
         voices: Mapping[str, np.ndarray] | None = None,
+        progress: Callable[[str, float], None] | None = None,
     ) -> EngineResult:
         """The result document and any extra outputs the options ask for. ``cancel``: asked
         between stages and pieces of work (decoded windows, embedding batches); when it answers
         true the run stops there with :class:`Interrupted`. ``voices``: known voices (name ->
-        unit embedding, engine.speakers) whose names the diarized speakers may take."""
+        unit embedding, engine.speakers) whose names the diarized speakers may take.
+        ``progress``: told (stage, 0-1) as the run goes (a progress bar)."""
+        report = progress or (lambda stage, fraction: None)
         options = options or TranscriptionOptions()
         checkpoint = _checkpoint(cancel)
         job_id = job_id or uuid.uuid4().hex
@@ -106,6 +111,7 @@ class Engine:
         # the loaded model re-checks exactly (its own language tokens).
         check_supported(abilities_from_name(self.whisper_model), options.language, options.task)
 
+        report("decoding", 0.0)
         if not isinstance(audio, np.ndarray):
             with stage("decode"):
                 audio = decode_audio(audio, max_seconds=self.settings.max_audio_seconds)
@@ -113,7 +119,10 @@ class Engine:
 
         diarization = None
         speakers = None
+        # Diarization takes about a quarter of a run with it (BENCHMARKS.md): the rest is Whisper's.
+        share = 0.25 if options.diarization else 0.0
         if options.diarization:
+            report("diarizing", 0.02)
             checkpoint()
             with stage("load_diarization"):
                 pipeline = models.load_diarization(self.diarization_model, self.settings)
@@ -140,9 +149,165 @@ class Engine:
             whisper = models.load_whisper(self.whisper_model, self.settings)
         check_supported(loaded_abilities(whisper, self.whisper_model), options.language, options.task)
         checkpoint()
+        report("transcribing", share)
         with stage("transcribe"):
-            transcript = transcribe(whisper, audio, options, self.settings, checkpoint)
+            transcript = transcribe(
+                whisper,
+                audio,
+                options,
+                self.settings,
+                checkpoint,
+                lambda end: report("transcribing", share + (1 - share) * min(1.0, end / max(duration, 1e-9))),
+            )
+        report("finishing", 1.0)
 
+        return self._finish(
+            transcript,
+            diarization,
+            options,
+            job_id,
+            duration,
+            timings,
+            stage,
+            source=source,
+            audio=audio,
+            chunks=1,
+            speakers=speakers,
+        )
+
+    # -- long recordings: chunk tasks and a merge (engine/longform.py) -------------------------
+    def can_split(self, options: TranscriptionOptions) -> bool:
+        """Whether a job with these options may run as chunks: our diarization pipeline splits at
+        its stages' seam; a pyannote pipeline does not."""
+        return not options.diarization or self.diarization_model == "campplus"
+
+    def transcribe_chunk(
+        self,
+        path: str | Path,
+        options: TranscriptionOptions,
+        chunk: Chunk,
+        num_samples: int,
+        *,
+        cancel: Callable[[], bool] | None = None,
+    ) -> ChunkOutput:
+        """One chunk of a long recording: decode its range only, Whisper on it (plus a margin), and
+        diarization's local stage for its windows. The merge (:meth:`merge_chunks`) does the rest."""
+        started = time.perf_counter()
+        checkpoint = _checkpoint(cancel)
+        check_supported(abilities_from_name(self.whisper_model), options.language, options.task)
+        if not self.can_split(options):
+            raise ValueError(f"diarization model {self.diarization_model!r} does not split into chunks")
+        config = DiarizationConfig()
+        a, b = chunk.decode_range(num_samples, config, options.diarization)
+        audio = decode_audio(
+            path, max_seconds=self.settings.max_audio_seconds, start=a / SAMPLE_RATE, end=b / SAMPLE_RATE
+        )
+        if audio.size < b - a:  # a compressed file's header told its length a little long
+            audio = np.pad(audio, (0, b - a - audio.size))
+        local = None
+        if options.diarization:
+            pipeline = models.load_diarization(self.diarization_model, self.settings)
+            d0, d1 = chunk_audio_range(chunk.first_window, chunk.windows, num_samples, pipeline.config)
+            checkpoint()
+            local = local_stage(
+                audio[d0 - a : d1 - a],
+                pipeline.models,
+                pipeline.config,
+                offset=d0,
+                first_window=chunk.first_window,
+                count=chunk.windows,
+                num_samples=num_samples,
+                hook=checkpoint,
+            )
+        whisper = models.load_whisper(self.whisper_model, self.settings)
+        check_supported(loaded_abilities(whisper, self.whisper_model), options.language, options.task)
+        checkpoint()
+        t0, t1 = chunk.transcribe_range(num_samples / SAMPLE_RATE)
+        s0, s1 = round(t0 * SAMPLE_RATE) - a, round(t1 * SAMPLE_RATE) - a
+        transcript = shifted(transcribe(whisper, audio[s0:s1], options, self.settings, checkpoint), t0)
+        return ChunkOutput(
+            chunk.index,
+            chunk.total,
+            num_samples,
+            chunk.start,
+            transcript,
+            local,
+            seconds=time.perf_counter() - started,
+        )
+
+    def merge_chunks(
+        self,
+        parts: list[ChunkOutput],
+        options: TranscriptionOptions,
+        *,
+        job_id: str,
+        source: Any = None,
+        audio: str | Path | None = None,
+    ) -> EngineResult:
+        """Every chunk's output -> the one result: one clustering of all speaker embeddings, the
+        transcripts joined at silences, then what a single pass does. ``audio``: the file, needed
+        only when the options ask for redacted audio."""
+        timings: dict[str, float] = {}
+
+        @contextmanager
+        def stage(name: str) -> Iterator[None]:
+            started = time.perf_counter()
+            try:
+                yield
+            finally:
+                timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
+
+        parts = sorted(parts, key=lambda p: p.index)
+        if not parts or [p.index for p in parts] != list(range(parts[0].total)):
+            raise ValueError("merge_chunks needs every chunk's output, once each")
+        num_samples = parts[0].num_samples
+        timings["chunks"] = sum(p.seconds for p in parts)  # compute time of all chunk tasks together
+        diarization = None
+        if options.diarization:
+            pipeline = models.load_diarization(self.diarization_model, self.settings)
+            with stage("diarize"):
+                diarization = global_stage(
+                    [p.local for p in parts if p.local is not None], pipeline.config, **_hints(options)
+                )
+        with stage("stitch"):
+            transcript = stitch(parts)
+        with stage("load_whisper"):  # its tokenizer: the tokens of segments a cut changed
+            models.load_whisper(self.whisper_model, self.settings)
+        samples = None
+        if options.redact_audio and audio is not None:
+            with stage("decode"):
+                samples = decode_audio(audio, max_seconds=self.settings.max_audio_seconds)
+        return self._finish(
+            transcript,
+            diarization,
+            options,
+            job_id,
+            num_samples / SAMPLE_RATE,
+            timings,
+            stage,
+            source=source,
+            audio=samples,
+            chunks=len(parts),
+        )
+
+    def _finish(
+        self,
+        transcript: Transcript,
+        diarization: Diarization | None,
+        options: TranscriptionOptions,
+        job_id: str,
+        duration: float,
+        timings: dict[str, float],
+        stage: Callable[[str], Any],
+        *,
+        source: Any,
+        audio: np.ndarray | None,
+        chunks: int,
+        speakers: list[dict] | None = None,
+    ) -> EngineResult:
+        """Speakers onto words, sentence segments, the document, then sentiment and redaction:
+        the same for a single pass and a merge of chunks."""
+        whisper = models.load_whisper(self.whisper_model, self.settings)
         segments = transcript.segments
         if diarization is not None:
             with stage("merge"):
@@ -159,6 +324,7 @@ class Engine:
             diarization,
             duration=duration,
             model=self.whisper_model,
+            chunks=chunks,
             timings=timings,
             source=source,
             speakers=speakers,
@@ -178,11 +344,11 @@ class Engine:
                 result.unredacted = copy.deepcopy(document)
             with stage("redact"):
                 redact_document(document, options.redact, language=language)
-            if options.redact_audio:
+            if options.redact_audio and audio is not None:
                 with stage("redact_audio"):
                     result.redacted_audio = wav_bytes(redact_audio(audio, document["redactions"]))
 
-        timings["total"] = sum(v for k, v in timings.items() if k != "total")
+        timings["total"] = sum(v for k, v in timings.items() if k not in ("total", "chunks"))
         document["timings"] = rounded_timings(timings)
         if result.unredacted is not None:
             result.unredacted["timings"] = dict(document["timings"])
@@ -211,3 +377,14 @@ def _checkpoint(cancel: Callable[[], bool] | None) -> Callable[..., None]:
             raise Interrupted("the worker is stopping; the job is put back for another attempt")
 
     return checkpoint
+
+
+def _hints(options: TranscriptionOptions) -> dict[str, int]:
+    """The request's speaker-count hints, as the diarization stages take them."""
+    if options.num_speakers:
+        return {"num_speakers": options.num_speakers}
+    return {
+        name: value
+        for name, value in (("min_speakers", options.min_speakers), ("max_speakers", options.max_speakers))
+        if value
+    }

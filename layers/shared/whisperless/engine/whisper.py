@@ -88,8 +88,10 @@ def transcribe(
     options: TranscriptionOptions,
     settings: EngineSettings,
     checkpoint: Callable[[], None] | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> Transcript:
-    """``checkpoint``: called after each decoded segment (it raises to stop the run)."""
+    """``checkpoint``: called after each decoded segment (it raises to stop the run);
+    ``progress``: told the end (seconds) of each decoded segment."""
     language = options.language if model.model.is_multilingual else "en"
     kwargs: dict[str, Any] = dict(
         language=language,
@@ -113,6 +115,8 @@ def transcribe(
     for seg in segments:  # a generator: decoding happens here
         if checkpoint is not None:
             checkpoint()
+        if progress is not None:
+            progress(float(seg.end))
         words = [
             Word(
                 word=w.word,

@@ -32,6 +32,7 @@ def serve(args) -> int:
         webhook_secret=args.webhook_secret or remembered.get("webhookSecret"),
         allow_local_callbacks=args.allow_local_callbacks,
         client_timeout=args.client_timeout,
+        workers=getattr(args, "workers", 1),
     )
     info = stack.start()
     if state is not None:
@@ -42,6 +43,7 @@ def serve(args) -> int:
         f"  S3:       {info['s3']}   bucket {info['bucket']}   (any access key works)\n"
         f"  events:   EventBridge bus {info['eventBus']} (source whisperless: Transcription Completed/Failed)\n"
         f"  API key:  {info['apiKey']}\n"
+        f"  workers:  {info['workers']} (long recordings split every {info['chunkSeconds']:.0f} s)\n"
         f"  callbacks signed with {info['webhookSecret']}"
         f"{'' if args.allow_local_callbacks else ' (loopback callbacks refused; --allow-local-callbacks)'}\n"
         + (

@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ class LocalStack:
         allow_local_callbacks: bool = False,
         host: str = "127.0.0.1",
         client_timeout: float = CLIENT_TIMEOUT_SECONDS,
+        workers: int = 1,
     ):
         """Ports 0 mean free ones; no key or secret means new ones (see :meth:`info`)."""
         self.source = cloudformation.load_source(template)
@@ -81,6 +83,7 @@ class LocalStack:
         self.webhook_secret = webhook_secret
         self.allow_local_callbacks = allow_local_callbacks
         self.client_timeout = client_timeout
+        self.workers = max(1, workers)
         self._stop = threading.Event()
 
     # -- the local AWS -------------------------------------------------------------------------
@@ -205,8 +208,12 @@ class LocalStack:
         self._create_api_key()
         self.server = ApiServer(self, self.host, self.api_port, self.client_timeout)
         self._server_thread = threading.Thread(target=self.server.serve_forever, name="api", daemon=True)
-        self._worker_thread = threading.Thread(target=self._work, name="worker", daemon=True)
-        for thread in (self._server_thread, self._worker_thread):
+        # N workers on the one transcriber handler (as N Lambda environments would take messages
+        # at once): threads sharing its loaded models, each polling the queue.
+        self._worker_threads = [
+            threading.Thread(target=self._work, name=f"worker-{i}", daemon=True) for i in range(self.workers)
+        ]
+        for thread in (self._server_thread, *self._worker_threads):
             thread.start()
         return self.info()
 
@@ -219,7 +226,15 @@ class LocalStack:
             "apiKey": self.api_key,
             "webhookSecret": self.webhook_secret,
             "stack": STACK_NAME,
+            "workers": self.workers,
+            "chunkSeconds": self._chunk_seconds(),
         }
+
+    @staticmethod
+    def _chunk_seconds() -> float:
+        from ..config import settings
+
+        return settings().chunk_seconds
 
     def authenticate(self, headers: dict[str, str]) -> str:
         """The client behind a request's key (the API's own check), before its body is read.
@@ -243,13 +258,16 @@ class LocalStack:
         (its state is in memory, so it is lost either way; what matters is stopping cleanly: a
         process leaving while CTranslate2 still decodes aborts). True when everything stopped."""
         self._stop.set()
-        self._worker_thread.join(grace)
-        if self._worker_thread.is_alive():
-            log.warning("the running job did not finish within %.0f s: interrupting it", grace)
+        deadline = time.monotonic() + grace
+        for thread in self._worker_threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if any(thread.is_alive() for thread in self._worker_threads):
+            log.warning("a running job did not finish within %.0f s: interrupting it", grace)
             self.interrupt()
-            self._worker_thread.join(60)
+            for thread in self._worker_threads:
+                thread.join(60)
         self.server.shutdown()
         self.server.server_close()
         self._server_thread.join(30)
         self.moto.stop()
-        return not self._worker_thread.is_alive()
+        return not any(thread.is_alive() for thread in self._worker_threads)

@@ -13,7 +13,7 @@
 
   const form = $("form"), keyInput = $("api-key"), fileInput = $("file"), drop = $("drop");
   const diarization = $("diarization"), numSpeakers = $("num-speakers"), submit = $("submit");
-  const statusLine = $("status"), errorBox = $("error"), player = $("player");
+  const statusLine = $("status"), errorBox = $("error"), player = $("player"), progressBar = $("progress");
 
   let audioUrl = null;      // object URL of the chosen file, played by #player
   let downloadUrl = null;   // object URL of the raw JSON
@@ -192,9 +192,19 @@
 
   function pendingText(body, file, elapsed) {
     const what = { queued: "Queued", awaiting_upload: "Waiting for the upload", retrying: "Retrying" }[body.status]
-      || "Transcribing";
+      || { merging: "Joining the chunks of" }[body.stage] || "Transcribing";
+    const chunks = body.chunks ? ` (${body.chunks.done} of ${body.chunks.total} chunks)` : "";
     const why = body.lastError && body.lastError.message ? ` (last error: ${body.lastError.message})` : "";
-    return `${what} ${file.name}… ${elapsed()}${why}`;
+    return `${what} ${file.name}${chunks}… ${elapsed()}${why}`;
+  }
+
+  // The job's progress (0-1) while it runs, from GET /v1/transcriptions/{id}; hidden otherwise.
+  function showProgress(value) {
+    progressBar.hidden = typeof value !== "number";
+    if (!progressBar.hidden) {
+      progressBar.value = value;
+      progressBar.textContent = `${Math.round(value * 100)} %`;
+    }
   }
 
   // -- submit, then poll ---------------------------------------------------------------------
@@ -220,12 +230,14 @@
         : await postDirectly(file, headers);
       while (mine === run && status < 300 && body && isPending(body)) {
         setStatus(pendingText(body, file, elapsed), true);
+        showProgress(body.progress);
         await new Promise((resolve) => setTimeout(resolve, POLL_MS));
         if (mine !== run) return;
         const url = new URL(body.statusUrl || `/v1/transcriptions/${body.id}`, location.href);
         ({ status, body } = await call(url, { headers }));
       }
       if (mine !== run) return;
+      showProgress(undefined);
       if (status >= 400 || !body || body.status === "failed") {
         const { message, field } = errorOf(status, body);
         setStatus(body && body.status === "failed" ? "Failed." : `Refused (HTTP ${status}).`);
