@@ -332,7 +332,7 @@ def test_a_voice_enrolled_on_the_page_names_her_in_another_meeting(stack, browse
     browser.find_element(By.ID, "voice-file").send_keys(str(data / "trn06-fee083.wav"))
     browser.find_element(By.ID, "enrol").click()
     _wait(browser, lambda d: d.find_element(By.ID, "enrol-status").text.startswith("Enrolled"), RESULT_TIMEOUT)
-    assert "Fiona" in browser.find_element(By.ID, "voice-list").text
+    assert "Fiona" in browser.find_element(By.ID, "voice-list").text  # listed by the time it says so
 
     browser.find_element(By.ID, "known-speakers").send_keys("Fiona")
     browser.find_element(By.ID, "submit").click()

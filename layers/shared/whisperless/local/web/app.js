@@ -299,13 +299,15 @@
       const { status, body } = await call("/v1/speakers", {
         method: "POST", headers: { Authorization: `Bearer ${key}` }, body: data,
       });
-      if (status === 201) say(`Enrolled ${body.name} (${body.seconds} s of speech).`);
-      else if (status === 202) say(`${body.name} is still being enrolled.`);
+      let outcome;
+      if (status === 201) outcome = `Enrolled ${body.name} (${body.seconds} s of speech).`;
+      else if (status === 202) outcome = `${body.name} is still being enrolled.`;
       else {
         const { message, field } = errorOf(status, body);
-        say(`Refused: ${message}${field ? ` (field: ${field})` : ""}`);
+        outcome = `Refused: ${message}${field ? ` (field: ${field})` : ""}`;
       }
-      await listVoices();
+      await listVoices();  // the list first, so "Enrolled" never shows above a list without the voice
+      say(outcome);
     } catch (err) {
       say(`Could not reach the server: ${err.message || err}`);
     } finally {
