@@ -51,10 +51,11 @@ def demo(args) -> int:
             "  .venv/bin/whisperless serve        # keep the stack running: HTTP API, S3, web page\n"
             "  curl -H 'Authorization: Bearer KEY' -F file=@talk.mp3 -F diarization=true "
             "http://127.0.0.1:PORT/v1/transcriptions\n"
-            "  aws --endpoint-url http://127.0.0.1:S3PORT s3 cp talk.mp3 s3://BUCKET/in/   # in/talk.mp3.json appears\n"
+            "  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local \\\n"  # any key works with the local S3
+            "    aws --endpoint-url http://127.0.0.1:S3PORT s3 cp talk.mp3 s3://BUCKET/in/  # in/talk.mp3.json\n"
             "  sam build && sam deploy --guided   # the same on AWS (template.yaml)",
             file=sys.stderr,
         )
         return 0 if document.get("status") == "completed" else 1
     finally:
-        stack.stop()
+        stack.stop(grace=10)  # the job finishes its record and event after the result appears

@@ -85,6 +85,8 @@ class LocalStack:
         self.client_timeout = client_timeout
         self.workers = max(1, workers)
         self._stop = threading.Event()
+        self._count_lock = threading.Lock()
+        self._jobs_running = 0  # jobs in a worker thread now (stop() interrupts only those)
 
     # -- the local AWS -------------------------------------------------------------------------
     def _start_moto(self) -> None:
@@ -186,6 +188,8 @@ class LocalStack:
             messages = reply.get("Messages", [])
             if not messages or self._stop.is_set():  # stopping: take no more work
                 continue
+            with self._count_lock:
+                self._jobs_running += 1
             try:
                 reply = self.transcriber.handler(
                     sqs_event(messages, self.queue_arn), LambdaContext("TranscriberFunction", 900)
@@ -193,6 +197,9 @@ class LocalStack:
             except Exception:  # noqa: BLE001 - like Lambda: the whole batch comes back later
                 log.exception("transcriber handler failed")
                 continue
+            finally:
+                with self._count_lock:
+                    self._jobs_running -= 1
             failed = {f["itemIdentifier"] for f in (reply or {}).get("batchItemFailures", [])}
             for message in messages:
                 if message["MessageId"] not in failed:
@@ -261,11 +268,11 @@ class LocalStack:
         deadline = time.monotonic() + grace
         for thread in self._worker_threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        if any(thread.is_alive() for thread in self._worker_threads):
+        if self._jobs_running:
             log.warning("a running job did not finish within %.0f s: interrupting it", grace)
             self.interrupt()
-            for thread in self._worker_threads:
-                thread.join(60)
+        for thread in self._worker_threads:  # an idle one ends with its queue poll (1 s)
+            thread.join(60)
         self.server.shutdown()
         self.server.server_close()
         self._server_thread.join(30)
