@@ -142,3 +142,11 @@ def test_long_job_tasks_and_the_hidden_prefix():
     # Chunk parts in the bucket's working space never become jobs, whatever their name.
     (skip,) = jobs_from_payload(_s3(".whisperless/parts/job-1/00001.wav"))
     assert isinstance(skip, Skip) and "working space" in skip.reason
+
+
+def test_a_job_message_with_a_job_id_that_is_not_one_is_malformed():
+    # Found by the fuzz test: a non-ASCII id reached the result's S3 metadata, which refused it, and
+    # the message came back for ever instead of being dropped as malformed.
+    message = {"jobId": "\u0080", "bucket": "b", "key": "0", "url": "http://10.0.0.1/a.wav"}
+    with pytest.raises(InvalidEvent, match="jobId"):
+        jobs_from_payload(message)

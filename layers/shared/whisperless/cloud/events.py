@@ -255,6 +255,8 @@ def _from_job_message(message: dict) -> Job:
     for name in ("jobId", "bucket", "key", "url"):
         if not isinstance(message.get(name), str) or not message[name]:
             raise InvalidEvent(f"job message is missing {name}")
+    if not JOB_ID_PATTERN.fullmatch(message["jobId"]):  # it names S3 metadata and records: ASCII only
+        raise InvalidEvent("job message jobId is not a job id")
     params = message.get("params") or {}
     if not isinstance(params, dict):
         raise InvalidEvent("job message params must be an object")
