@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,14 +98,7 @@ class Engine:
         checkpoint = _checkpoint(cancel)
         job_id = job_id or uuid.uuid4().hex
         timings: dict[str, float] = {}
-
-        @contextmanager
-        def stage(name: str) -> Iterator[None]:
-            started = time.perf_counter()
-            try:
-                yield
-            finally:
-                timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
+        stage = _stage_timer(timings)
 
         # Refuse options the model cannot honour before any expensive work (from its name);
         # the loaded model re-checks exactly (its own language tokens).
@@ -248,14 +241,7 @@ class Engine:
         transcripts joined at silences, then what a single pass does. ``audio``: the file, needed
         only when the options ask for redacted audio."""
         timings: dict[str, float] = {}
-
-        @contextmanager
-        def stage(name: str) -> Iterator[None]:
-            started = time.perf_counter()
-            try:
-                yield
-            finally:
-                timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
+        stage = _stage_timer(timings)
 
         parts = sorted(parts, key=lambda p: p.index)
         if not parts or [p.index for p in parts] != list(range(parts[0].total)):
@@ -367,6 +353,20 @@ class Engine:
         if not isinstance(pipeline, Pipeline):
             raise ModelUnavailable("enrolling voices needs the campplus diarization model")
         return enrol(pipeline, audio, field)
+
+
+def _stage_timer(timings: dict[str, float]) -> Callable[[str], AbstractContextManager[None]]:
+    """``with stage("name"):`` adds the block's seconds to ``timings["name"]`` (the result's timings)."""
+
+    @contextmanager
+    def stage(name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
+
+    return stage
 
 
 def _checkpoint(cancel: Callable[[], bool] | None) -> Callable[..., None]:
