@@ -147,6 +147,11 @@ def artifacts_dir():
 
 @pytest.fixture(scope="package")
 def lambda_fs() -> bool:
+    # Lambda's /tmp replaces this machine's: a checkout (and its .venv) under /tmp would vanish
+    # inside the sandbox, so there the functions run on the normal file system instead.
+    checkout = Path(__file__).resolve().parents[2]
+    if Path("/tmp") in (checkout, *checkout.parents) or Path("/tmp") in Path(sys.prefix).resolve().parents:
+        return False
     return lambda_filesystem_available()
 
 
