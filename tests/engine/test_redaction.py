@@ -40,6 +40,7 @@ def test_the_contract_names_only_types_the_analyzer_supports():
         ("Oh, I see. one two", ["12"]),  # "oh" starts no number
         ("we sold 1,000,000 units", []),  # a written amount is not a digit run
         ("one and two", ["1", "2"]),
+        ("Call me back at 5' 5\", 1-2-1-2 My card", ["551212"]),  # ASR's feet and inches
     ],
 )
 def test_spoken_digit_runs(text, digits):
@@ -72,6 +73,13 @@ def test_words_become_tags_with_their_times_and_texts_are_rebuilt():
         "recognizers": "spacy-ner+patterns",
     }
     assert_no_secrets(doc, ["Maria", "Garcia", "five", "5551212", "example"])
+
+
+def test_a_number_asr_wrote_as_feet_and_inches_is_still_a_phone_number():
+    doc = _doc("Hi, this is Maria. Call me back at 5' 5\", 1-2-1-2 My card number is")
+    redact_document(doc, ["PHONE_NUMBER"], language="en")
+    assert doc["text"] == "Hi, this is Maria. Call me back at [PHONE_NUMBER] My card number is"
+    assert_no_secrets(doc, ["1212"])
 
 
 def test_only_asked_types_are_redacted():

@@ -79,8 +79,9 @@ _REPEAT_WORDS = {"double": 2, "triple": 3}
 #: Words ASR writes for digits it heard ("two zero two" -> "to 0 to"): digits inside a run only.
 _HOMOPHONES = {"to": "2", "too": "2", "for": "4", "won": "1", "ate": "8"}
 _NUMBER_TOKEN = re.compile(r"[A-Za-z]+|\d+")
-#: Between two tokens of one spoken number: spaces and the punctuation ASR puts there.
-_NUMBER_GAP = re.compile(r"[\s,.\-–/()]{1,4}")
+#: Between two tokens of one spoken number: spaces and the punctuation ASR puts there, quote marks
+#: included (tiny.en wrote "five five, one two one two" as 5' 5", 1-2-1-2, feet and inches).
+_NUMBER_GAP = re.compile(r"[\s,.\-–/()'\"’”′″]{1,4}")
 _THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _SSN_CONTEXT = re.compile(r"social\s+security|\bssn\b|\bsocial\b", re.IGNORECASE)
 _NUMBER_CONTEXT = re.compile(
