@@ -176,19 +176,23 @@ def test_a_job_id_in_metadata_is_honoured_only_for_the_key_it_was_created_for(aw
 # ------------------------------------------------------------------ keys S3 cannot hold a result for
 
 
-def test_a_key_too_long_for_its_result_is_refused_at_once_with_a_callback_and_a_record(aws, app_module, clips):
+def test_a_key_too_long_for_its_outputs_is_refused_at_once_with_a_callback_and_a_record(aws, app_module, clips):
     receiver = Receiver([200])
     try:
-        fits = "long/" + "k" * (1019 - len("long/") - len(".wav")) + ".wav"  # <key>.json is exactly 1024 bytes
-        too_long = "long/" + "k" * (1020 - len("long/") - len(".wav")) + ".wav"  # the audio fits, its result not
-        assert (len(fits.encode()), len(too_long.encode())) == (1019, 1020)
+        # The longest output, <key>.unredacted.json, is exactly 1024 bytes for the first key; the
+        # second key fits in S3 but its outputs do not.
+        fits = "long/" + "k" * (1008 - len("long/") - len(".wav")) + ".wav"
+        too_long = "long/" + "k" * (1009 - len("long/") - len(".wav")) + ".wav"
+        assert (len(fits.encode()), len(too_long.encode())) == (1008, 1009)
+        metadata = {"callbackurl": receiver.url, "redact": "pii", "redactionoutput": "redacted_and_unredacted"}
         for key in (fits, too_long):
-            aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=clips["short"], Metadata={"callbackurl": receiver.url})
+            aws["s3"].put_object(Bucket=BUCKET, Key=key, Body=clips["short"], Metadata=metadata)
 
         assert work(aws, app_module) == [] and work(aws, app_module) == []  # done at once, never redelivered
         assert result(aws["s3"], fits)["status"] == "completed"
         assert aws["engine"].runs == 1  # the refused one was never transcribed
-        assert keys(aws) == sorted([fits, fits + ".json", too_long])  # and nothing half-written for it
+        # Nothing half-written for the refused one.
+        assert keys(aws) == sorted([fits, fits + ".json", fits + ".unredacted.json", too_long])
 
         records = {item["key"]: item for item in aws["jobs"].scan()["Items"]}
         refused = records[too_long]

@@ -41,7 +41,7 @@ from .context import LambdaContext
 from .eventbus import EventBus, job_event
 from .events import ChunkJob, LongJob, MergeJob, ObjectJob, RequestedJob, Skip, UrlJob
 from .metrics import record_job_metrics
-from .stores import JobStore, ResultStore, audio_identity, check_result_key, storage_refusal
+from .stores import JobStore, ResultStore, audio_identity, check_output_keys, storage_refusal
 from .voices import VoiceRunner, VoiceStore, VoiceTask, embeddings
 
 log = logging.getLogger(__name__)
@@ -258,7 +258,7 @@ class JobRunner:
         source = {"bucket": bucket, "key": key}
         callback_url = metadata.get(CALLBACK)
         try:
-            check_result_key(key)  # no room for <key>.json: refused before any work
+            check_output_keys(key)  # no room for its outputs: refused before any work
             if head is None:
                 missing = AudioError(f"no object {key!r} in the bucket", code="file_not_found", field="key")
                 return self._conclude(job_id, bucket, key, failed_document(job_id, missing, source), callback_url)

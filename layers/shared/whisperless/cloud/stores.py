@@ -10,12 +10,12 @@ from typing import Any
 
 from ..contract.formats import MEDIA_TYPES, RENDERERS
 from ..contract.naming import (
+    OUTPUT_SUFFIXES,
     REDACTED_AUDIO_SUFFIX,
     UNREDACTED_SUFFIX,
     output_key,
     part_key,
     result_key,
-    sidecar_key,
 )
 from ..errors import WhisperlessError
 
@@ -40,7 +40,7 @@ PERMANENT_S3_ERRORS = frozenset(
 
 
 class KeyTooLong(WhisperlessError):
-    """The audio's key leaves no room for its result (``<key>.json``) within S3's 1024 bytes."""
+    """The audio's key leaves no room for its outputs (``<key>.unredacted.json``) within S3's 1024 bytes."""
 
     code = "key_too_long"
     caller_fault = True
@@ -65,14 +65,17 @@ def storage_refusal(exc: BaseException) -> WhisperlessError | None:
     return StorageRefused(f"S3 refused the request ({code}): {exc}")
 
 
-def check_result_key(audio_key: str) -> None:
-    """Raise :class:`KeyTooLong` when ``<audio_key>.json`` cannot exist in S3."""
-    size = len(result_key(audio_key).encode("utf-8"))
-    if size > MAX_KEY_BYTES:
+def check_output_keys(audio_key: str) -> None:
+    """Raise :class:`KeyTooLong` when an output next to the audio cannot exist in S3. The longest
+    (``<key>.unredacted.json``) is the bound whether or not the job asks for it: every job writes
+    or deletes it (``ResultStore.write_extras``)."""
+    longest = max(OUTPUT_SUFFIXES, key=lambda suffix: len(suffix.encode()))
+    room = MAX_KEY_BYTES - len(longest.encode())
+    size = len(audio_key.encode("utf-8"))
+    if size > room:
         raise KeyTooLong(
-            f"the key is {size - len(result_key('').encode())} bytes: its result ({result_key('...')}) would be "
-            f"{size} bytes, over S3's limit of {MAX_KEY_BYTES}; use a key of at most "
-            f"{MAX_KEY_BYTES - len(result_key('').encode())} bytes",
+            f"the key is {size} bytes: its outputs (up to <key>{longest}) would be {size + len(longest)} bytes, "
+            f"over S3's limit of {MAX_KEY_BYTES}; use a key of at most {room} bytes",
             field="key",
         )
 
@@ -289,7 +292,7 @@ class ResultStore:
         self, bucket: str, audio_key: str, document: dict, *, job_id: str, audio: dict | None, final: bool = True
     ) -> dict:
         """PUT the document; returns ``{"key", "etag"}`` of the result object."""
-        check_result_key(audio_key)
+        check_output_keys(audio_key)
         key = result_key(audio_key)
         body = json.dumps(document, ensure_ascii=False).encode()
         reply = self.s3.put_object(
@@ -337,7 +340,7 @@ class ResultStore:
         """``<key>.srt`` etc. next to the audio, one PUT each; returns their keys."""
         keys = []
         for fmt in formats:
-            key = sidecar_key(audio_key, fmt)
+            key = output_key(audio_key, f".{fmt}")
             body = RENDERERS[fmt](document).encode()
             self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=MEDIA_TYPES[fmt])
             keys.append(key)

@@ -47,13 +47,8 @@ def result_key(audio_key: str) -> str:
 
 
 def output_key(audio_key: str, suffix: str) -> str:
-    """An output's key next to the audio (``a/b.mp3`` -> ``a/b.mp3.redacted.wav``)."""
+    """An output's key next to the audio (``a/b.mp3`` -> ``a/b.mp3.redacted.wav``, ``a/b.mp3.srt``)."""
     return audio_key + suffix
-
-
-def sidecar_key(audio_key: str, fmt: str) -> str:
-    """A rendering next to the audio (``a/b.mp3`` -> ``a/b.mp3.srt``)."""
-    return f"{audio_key}.{fmt}"
 
 
 def output_keys(audio_key: str) -> list[str]:
