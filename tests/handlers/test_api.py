@@ -788,6 +788,11 @@ def test_openai_route_renders_the_finished_job_and_maps_its_failure(app_module, 
         ("transcriptions", [("response_format", "docx")], "response_format"),
         ("transcriptions", [("include[]", "logprobs"), ("response_format", "text")], "include"),
         ("transcriptions", [("known_speaker_references[]", "data:audio/wav;base64,AAA")], "known_speaker_references"),
+        (
+            "transcriptions",
+            [("known_speaker_names[]", "Alice"), ("response_format", "diarized_json")],
+            "known_speaker_references",  # a name without its clip
+        ),
         ("transcriptions", [("temperature", "1.5")], "temperature"),
         ("transcriptions", [("diarization", "true")], "diarization"),  # not an OpenAI field
         ("translations", [("language", "de")], "language"),  # translations take no language

@@ -195,3 +195,31 @@ def test_openai_style_references_name_her_for_one_request_without_enrolling(stac
     assert requests.get(f"{stack['api']}/v1/speakers", headers=_auth(stack["apiKey"]), timeout=30).json() == {
         "speakers": []
     }
+
+
+def test_openai_sdk_known_speakers_name_her_in_diarized_json(stack):
+    import base64
+
+    import openai
+
+    client = openai.OpenAI(
+        base_url=f"{stack['api']}/v1", api_key=stack["apiKey"], _strict_response_validation=True, timeout=300
+    )
+    reference = "data:audio/wav;base64," + base64.b64encode(ENROL.read_bytes()).decode()
+    with MEETING.open("rb") as audio:
+        diarized = client.audio.transcriptions.create(
+            model="gpt-4o-transcribe-diarize",
+            file=audio,
+            response_format="diarized_json",
+            chunking_strategy="auto",
+            known_speaker_names=["Fi"],
+            known_speaker_references=[reference],
+        )
+    speakers = {segment.speaker for segment in diarized.segments}
+    # She is called by her name; the two men, whom no clip names, by letters as OpenAI does.
+    assert "Fi" in speakers and speakers - {"Fi"} and speakers - {"Fi"} <= {"A", "B", "C"}, speakers
+    with MEETING.open("rb") as audio, pytest.raises(openai.BadRequestError) as refused:
+        client.audio.transcriptions.create(
+            model="whisper-1", file=audio, known_speaker_names=["Fi"], known_speaker_references=[reference]
+        )
+    assert refused.value.param == "known_speaker_names" and "diarized_json" in refused.value.message

@@ -24,10 +24,12 @@ Choices, where OpenAI's semantics and a serverless deployment meet:
   tells the Stainless-generated SDKs the same. (Estimating the duration before queuing would
   need a media parser in the API function and a guess at the deployment's speed; the budget is
   what decides, so it is what is checked.)
+* ``known_speaker_names[]`` with ``known_speaker_references[]`` (data URLs of 2-60 s clips), as
+  for ``gpt-4o-transcribe-diarize``: with ``response_format=diarized_json`` only (the one format
+  that shows speakers); a speaker matched to a reference is called by its name, the others
+  ``A``, ``B``, ... The clips serve this request only (``POST /v1/speakers`` enrols for good).
 * Refused with a 400 that names the field, rather than accepted and ignored: ``stream=true``
-  (no streaming), ``known_speaker_names[]``/``known_speaker_references[]`` (per-request
-  reference clips: enrolled voices and ``knownSpeakers`` on the contract's API name speakers
-  instead), ``timestamp_granularities[]`` other than with ``verbose_json`` and ``include[]``
+  (no streaming), ``timestamp_granularities[]`` other than with ``verbose_json`` and ``include[]``
   other than with ``json``, as OpenAI documents them, and fields OpenAI does not have.
 * ``chunking_strategy`` is accepted and has no effect: the engine always cuts on voice activity.
 * ``include[]=logprobs``: one entry per word (token = the word, logprob = log of its probability):
@@ -44,6 +46,7 @@ from ..contract.documents import input_was_bad
 from ..contract.formats import RENDERERS
 from ..contract.languages import LANGUAGES
 from ..contract.options import parse_temperature
+from ..contract.speakers import ANONYMOUS_SPEAKER
 from ..errors import InvalidParameter
 from .api import MAX_BODY_BYTES, Api, Reply, status_url
 from .forms import ApiError, multipart_pairs
@@ -80,11 +83,17 @@ def _from_api_error(exc: ApiError) -> OpenAIError:
 
 
 # Contract names -> OpenAI's, for errors that name a field.
-_PARAMS = {"initialPrompt": "prompt", "Authorization": None, "Content-Type": None}
+_PARAMS = {
+    "initialPrompt": "prompt",
+    "knownSpeakers": "known_speaker_names",
+    "Authorization": None,
+    "Content-Type": None,
+}
 
 
 def _param(field: str | None) -> str | None:
-    return _PARAMS.get(field, field) if field else None
+    """OpenAI names array fields without their brackets (``known_speaker_names``)."""
+    return _PARAMS.get(field, field.removesuffix("[]")) if field else None
 
 
 class OpenAIAudio:
@@ -152,7 +161,7 @@ class OpenAIAudio:
                 params["temperature"] = parse_temperature(_one(fields, "temperature"))
             except InvalidParameter as exc:
                 raise OpenAIError(400, exc.message, param="temperature") from None
-        request = self.api.job_request(params, upload)
+        request = self.api.with_references(self.api.job_request(params, upload), body, content_type or "")
         job_id, bucket, key = self.api.start_job(client_id, request)
         document = self.api.wait_for_result(bucket, key, self.api.wait_budget(time_left))
         headers = {"x-whisperless-job-id": job_id}
@@ -205,13 +214,8 @@ def _refuse_unsupported(fields: dict[str, list[str]], response_format: str) -> N
     if stream not in ("", "false", "0"):
         raise OpenAIError(400, "streaming is not supported: omit stream or send stream=false", param="stream")
     for name in ("known_speaker_names", "known_speaker_references"):
-        if _many(fields, name):
-            raise OpenAIError(
-                400,
-                f"{name} is not supported: enrol voices with POST /v1/speakers and name them with "
-                "knownSpeakers on POST /v1/transcriptions",
-                param=name,
-            )
+        if _many(fields, name) and response_format != "diarized_json":
+            raise OpenAIError(400, f"{name} needs response_format diarized_json", param=name)
     granularities = _many(fields, "timestamp_granularities")
     if any(g not in GRANULARITIES for g in granularities):
         raise OpenAIError(400, "timestamp_granularities must be word and/or segment", param="timestamp_granularities")
@@ -237,19 +241,26 @@ def _result_format(response_format: str) -> str:
 
 
 def _speaker_letters(segments: list[dict]) -> dict[str, str]:
-    """SPEAKER_00 -> A, SPEAKER_01 -> B, ... in order of first appearance, as OpenAI labels them."""
+    """SPEAKER_00 -> A, SPEAKER_01 -> B, ... in order of first appearance, as OpenAI labels them;
+    a speaker named by a known voice keeps its name."""
     letters: dict[str, str] = {}
+    anonymous = 0
     for segment in segments:
         speaker = segment.get("speaker")
-        if speaker and speaker not in letters:
-            n, label = len(letters), ""
-            while True:
-                n, rest = divmod(n, 26)
-                label = chr(ord("A") + rest) + label
-                if not n:
-                    break
-                n -= 1
-            letters[speaker] = label
+        if not speaker or speaker in letters:
+            continue
+        if not ANONYMOUS_SPEAKER.fullmatch(speaker):
+            letters[speaker] = speaker
+            continue
+        n, label = anonymous, ""
+        anonymous += 1
+        while True:
+            n, rest = divmod(n, 26)
+            label = chr(ord("A") + rest) + label
+            if not n:
+                break
+            n -= 1
+        letters[speaker] = label
     return letters
 
 

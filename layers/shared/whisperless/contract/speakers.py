@@ -31,7 +31,8 @@ NAMES_FIELD = "known_speaker_names[]"
 REFERENCES_FIELD = "known_speaker_references[]"
 _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?(?:;[^,;]*)*;base64,(.*)", re.DOTALL)
 
-_ANONYMOUS = re.compile(r"SPEAKER_\d+", re.IGNORECASE)
+#: The labels of speakers no voice named (SPEAKER_00, ...): never a voice name.
+ANONYMOUS_SPEAKER = re.compile(r"SPEAKER_\d+", re.IGNORECASE)
 _FORBIDDEN = set(",/\\*")
 
 
@@ -54,7 +55,7 @@ def parse_voice_name(value: Any, field: str = "name") -> str:
         raise InvalidParameter(f"{field} may have at most {MAX_NAME_LENGTH} characters", field=field)
     if not name.isprintable() or _FORBIDDEN & set(name):
         raise InvalidParameter(f"{field} may not hold control characters or any of , / \\ *: {name!r}", field=field)
-    if _ANONYMOUS.fullmatch(name):
+    if ANONYMOUS_SPEAKER.fullmatch(name):
         raise InvalidParameter(f"{field} may not be an anonymous label like {name!r}", field=field)
     return name
 
