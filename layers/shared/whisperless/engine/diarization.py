@@ -49,7 +49,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -190,10 +192,14 @@ def local_stage(
 
     # 1. segmentation: the most likely powerset class per frame -> active local speakers
     batch = config.segmentation_batch
-    batches = []
-    for i in range(0, count, batch):
-        batches.append(models.segment(np.stack([window(s) for s in starts[i : i + batch]])).argmax(-1))
-        checkpoint()
+    batches: list[np.ndarray] = []
+    _in_order(
+        models,
+        lambda i: models.segment(np.stack([window(s) for s in starts[i : i + batch]])).argmax(-1),
+        list(range(0, count, batch)),
+        lambda _, classes: batches.append(classes),
+        checkpoint,
+    )
     classes = np.concatenate(batches)
     activity = POWERSET[classes]  # (W, 589, 3)
     alone = activity * (activity.sum(-1, keepdims=True) == 1)
@@ -206,18 +212,21 @@ def local_stage(
     block = _samples(config.block)
     frame_samples = (FRAME_START + FRAME_DURATION / 2 + FRAME_STEP * np.arange(activity.shape[1])) * SAMPLE_RATE
     has_speech = activity.any(axis=(1, 2))
+    blocks = []  # (first sample, end, the windows with speech that overlap it)
     for b0 in range((starts[0] // block) * block, min(num_samples, starts[-1] + WINDOW_SAMPLES), block):
         b1 = min(b0 + block, num_samples)
         windows = np.nonzero((starts < b1) & (starts + WINDOW_SAMPLES > b0) & has_speech)[0]
         # Only blocks where some window hears speech inside the block itself.
-        if not any(
+        if any(
             activity[w][(starts[w] + frame_samples >= b0) & (starts[w] + frame_samples < b1)].any() for w in windows
         ):
-            continue
-        features, times = models.frame_features(audio[b0 - offset : b1 - offset])
-        checkpoint()
+            blocks.append((b0, b1, windows))
+
+    def add_block(item, result) -> None:
+        b0, _, windows = item
+        features, times = result
         if not len(features):
-            continue
+            return
         times = times + b0 / SAMPLE_RATE
         squares = features * features
         for w in windows:
@@ -234,6 +243,14 @@ def local_stage(
             a1[w] += active @ f
             a2[w] += active @ q
 
+    _in_order(
+        models,
+        lambda item: models.frame_features(audio[item[0] - offset : item[1] - offset]),
+        blocks,
+        add_block,
+        checkpoint,
+    )
+
     # 3. statistics -> embeddings: mean and unbiased standard deviation, CAM++'s pooling head
     use_lone = s0 >= config.min_pool / CAM_FRAME
     n = np.where(use_lone, s0, a0)
@@ -247,6 +264,31 @@ def local_stage(
         embeddings[valid] = models.embed(stats[valid])
     clean = (alone.sum(1) * FRAME_STEP).astype(np.float32)
     return LocalOutput(config.step, first_window, activity.astype(np.uint8), embeddings, clean, num_samples)
+
+
+def _in_order(
+    models: SpeakerModels,
+    func: Callable[[Any], Any],
+    items: list,
+    consume: Callable[[Any, Any], None],
+    checkpoint: Callable[[], None],
+) -> None:
+    """``consume(item, func(item))`` for each item in order, ``func`` running on the models' worker
+    threads (ONNX Runtime releases the GIL) at most two items per worker ahead, so what is
+    computed and not yet consumed stays bounded; a raise from ``checkpoint`` (called after each
+    item) cancels what has not started."""
+    ahead = 2 * models.workers
+    futures: dict[int, Future] = {}
+    try:
+        for i, item in enumerate(items):
+            for j in range(i, min(i + ahead, len(items))):
+                if j not in futures:
+                    futures[j] = models.pool.submit(func, items[j])
+            consume(item, futures.pop(i).result())
+            checkpoint()
+    finally:
+        for future in futures.values():
+            future.cancel()
 
 
 # ----------------------------------------------------------------------------------- global stage
