@@ -251,3 +251,6 @@ def test_a_chunk_stopped_midway_comes_back_and_is_done_once(aws, recording):
     assert aws["jobs"].get_item(Key={"id": job_id})["Item"]["status"] == "retrying"
     reply = aws["runner"].handle(chunk, LambdaContext(), 2)
     assert reply["status"] == "chunk_done" and reply["done"] == 1 and len(_hidden(aws)) == 1
+    # The chunk is done: the job runs again, and says what went wrong on the way.
+    record = aws["jobs"].get_item(Key={"id": job_id})["Item"]
+    assert record["status"] == "processing" and record["lastError"]["code"] == "interrupted"

@@ -244,7 +244,22 @@ class JobStore:
             return False, len(record.get("chunksDone") or ())
         done = len(reply["Attributes"].get("chunksDone") or ())
         self.record_progress(job_id, "chunks", 0.05 + 0.85 * done / total)
+        if reply["Attributes"].get("status") == "retrying":
+            self._back_to_processing(job_id)
         return True, done
+
+    def _back_to_processing(self, job_id: str) -> None:
+        """A chunk whose earlier attempt failed is done: the job runs again (``lastError`` stays)."""
+        try:
+            self.table.update_item(
+                Key={"id": job_id},
+                UpdateExpression="SET #s = :processing",
+                ConditionExpression="#s = :retrying",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":processing": "processing", ":retrying": "retrying"},
+            )
+        except self.table.meta.client.exceptions.ConditionalCheckFailedException:
+            pass  # it ended, or another chunk already said so
 
     def record_merge_queued(self, job_id: str) -> None:
         self._update(job_id, {"mergeQueuedAt": _now(), "updatedAt": _now()})
