@@ -17,6 +17,7 @@ from support import (
     LambdaContext,
     Receiver,
     create_tables,
+    create_voices_table,
     load_handler,
     long_recording,
     receive,
@@ -49,6 +50,7 @@ def aws(monkeypatch, app_module):
         dynamodb = boto3.resource("dynamodb", region_name=REGION)
         queue = wire_bucket_to_queue(s3, sqs, events, BUCKET)
         create_tables(dynamodb, {"jobs": "id", "idempotency": "id"})
+        create_voices_table(dynamodb)
         from whisperless.cloud.runner import JobRunner
         from whisperless.config import Settings
         from whisperless.engine import Engine
@@ -61,6 +63,7 @@ def aws(monkeypatch, app_module):
             webhook_secret=SECRET,
             allow_local_callbacks=True,
             chunk_seconds=30,
+            voices_table="voices",
         )
         runner = JobRunner(
             s3=s3,
@@ -71,7 +74,14 @@ def aws(monkeypatch, app_module):
             callback_sleep=lambda seconds: None,
         )
         app_module._runner = runner
-        yield {"s3": s3, "sqs": sqs, "queue": queue, "jobs": dynamodb.Table("jobs"), "runner": runner}
+        yield {
+            "s3": s3,
+            "sqs": sqs,
+            "queue": queue,
+            "jobs": dynamodb.Table("jobs"),
+            "voices": dynamodb.Table("voices"),
+            "runner": runner,
+        }
         app_module._runner = None
 
 
@@ -254,3 +264,38 @@ def test_a_chunk_stopped_midway_comes_back_and_is_done_once(aws, recording):
     # The chunk is done: the job runs again, and says what went wrong on the way.
     record = aws["jobs"].get_item(Key={"id": job_id})["Item"]
     assert record["status"] == "processing" and record["lastError"]["code"] == "interrupted"
+
+
+def test_a_long_job_names_its_known_speakers_at_the_merge(aws, recording, tmp_path):
+    """knownSpeakers on a recording that is split: the chunks are diarized apart, and the merge's
+    one clustering names the enrolled voice wherever she speaks (the sample plays twice)."""
+    import numpy as np
+
+    from bench.diarization_quality import read_wav, sample_item
+    from whisperless.cloud.events import ChunkJob
+    from whisperless.cloud.voices import VoiceStore
+    from whisperless.contract.speakers import bucket_owner
+    from whisperless.engine.audio import SAMPLE_RATE, wav_bytes
+
+    # 3.1 s of the sample's second speaker alone (its RTTM: speaker91 from 14.49 s, speaker90 until 14.70 s).
+    clip = tmp_path / "dana.wav"
+    clip.write_bytes(wav_bytes(read_wav(sample_item().wav)[int(14.8 * SAMPLE_RATE) : int(17.9 * SAMPLE_RATE)]))
+    voice = aws["runner"].engine.enrol(clip)
+    VoiceStore(aws["voices"]).put(
+        bucket_owner(BUCKET), "Dana", np.asarray(voice.embedding, "<f4").tobytes(), voice.speech_seconds
+    )
+
+    job_id = _upload(aws, recording, diarization="true", knownspeakers="Dana")
+    for task in _tasks(aws):
+        assert isinstance(task, ChunkJob)
+        aws["runner"].handle(task, LambdaContext(), 1)
+    (merge,) = _tasks(aws)
+    assert aws["runner"].handle(merge, LambdaContext(), 1)["status"] == "completed"
+    doc = json.loads(aws["s3"].get_object(Bucket=BUCKET, Key=KEY + ".json")["Body"].read())
+    assert doc["status"] == "completed" and doc["chunks"] == 4 and doc["id"] == job_id
+    (named,) = [row for row in doc["speakers"] if row["name"] == "Dana"]
+    assert all(row["name"] is None for row in doc["speakers"] if row is not named)  # the others stay anonymous
+    dana = [s for s in doc["segments"] if s["speaker"] == "Dana"]
+    # Her turns in both plays of the sample (0-30 s and 60-90 s), in different chunks.
+    assert any(s["start"] < 30 for s in dana) and any(60 <= s["start"] < 90 for s in dana), dana
+    assert {t["speaker"] for t in doc["diarization"]} >= {"Dana"}

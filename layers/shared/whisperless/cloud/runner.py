@@ -310,9 +310,7 @@ class JobRunner:
     def _result_for_object(self, job_id, bucket, key, head, metadata, source, owner: str) -> dict | FannedOut:
         """``owner``: whose enrolled voices ``knownSpeakers`` names (the API client, or the bucket)."""
         voices = None
-        # The request's own clips (known_speaker_references[]), stored by the API: enrolled below.
-        count = metadata.get(VOICE_REFERENCES, "")
-        references = min(int(count), MAX_KNOWN_SPEAKERS) if count.isdigit() else 0
+        references = _reference_count(metadata)  # the request's own clips: enrolled below
         try:
             options = TranscriptionOptions.from_params(metadata, defaults=self.settings.defaults)
             if options.known_speakers and not references:
@@ -335,20 +333,18 @@ class JobRunner:
             self.s3.download_file(bucket, key, str(local))  # streams to disk; errors propagate (retry)
             self.jobs.record_progress(job_id, "transcribing", 0.02)
             try:
-                # Known voices are matched in one pass (the merge of chunks does not name speakers).
-                long_job = (
-                    None
-                    if references or voices
-                    else self._long_job(job_id, bucket, key, head, metadata, options, local)
-                )
+                if references:  # a clip that enrols no voice fails the job before any work
+                    voices = self._reference_voices(bucket, job_id, options.known_speakers, Path(tmp))
+                long_job = self._long_job(job_id, bucket, key, head, metadata, options, local)
+            except Interrupted:
+                raise
             except WhisperlessError as exc:
+                self._forget_references(bucket, job_id, references)
                 return failed_document(job_id, exc, source)
-            if long_job is not None:
+            if long_job is not None:  # the merge names the speakers (the clips wait for it)
                 self._fan_out(long_job)
                 return FannedOut(long_job.total)
             try:
-                if references:
-                    voices = self._reference_voices(bucket, job_id, options.known_speakers, Path(tmp))
                 result = self.engine.process(
                     local,
                     options,
@@ -484,6 +480,7 @@ class JobRunner:
                 if failed is not None:  # the input's fault: the job ends now, naming the chunk
                     out = self._conclude(job_id, bucket, key, failed, callback_url)
                     self._delete_parts(job)
+                    self._forget_references(bucket, job_id, _reference_count(job.metadata))
                     return out
             counted, done = self.jobs.chunk_done(job_id, task.index, job.total)
             assert self._sqs is not None
@@ -569,24 +566,45 @@ class JobRunner:
         return out
 
     def _merged(self, job: LongJob, source: dict, parts: list) -> dict:
-        try:
-            options = TranscriptionOptions.from_params(job.metadata, defaults=self.settings.defaults)
-        except WhisperlessError as exc:
-            return failed_document(job.job_id, exc, source)
+        references = _reference_count(job.metadata)
         with tempfile.TemporaryDirectory(prefix="whisperless-") as tmp:
+            try:
+                options = TranscriptionOptions.from_params(job.metadata, defaults=self.settings.defaults)
+                voices = self._merge_voices(job, options, references, Path(tmp))
+            except WhisperlessError as exc:  # a voice forgotten, or its clip gone, since the split
+                self._forget_references(job.bucket, job.job_id, references)
+                return failed_document(job.job_id, exc, source)
             local = None
             if options.redact_audio:  # the one output that needs the whole recording again
                 local = Path(tmp) / f"audio{Path(job.key).suffix[:16]}"
                 self._download_pinned(job, local)
             try:
-                result = self.engine.merge_chunks(parts, options, job_id=job.job_id, source=source, audio=local)
+                result = self.engine.merge_chunks(
+                    parts, options, job_id=job.job_id, source=source, audio=local, voices=voices
+                )
             except Interrupted:
                 raise
             except Exception as exc:  # noqa: BLE001 - the same parts would fail again: report, do not retry
                 log.exception("job %s: merge failure", job.job_id)
+                self._forget_references(job.bucket, job.job_id, references)
                 return failed_document(job.job_id, exc, source)
+        self._forget_references(job.bucket, job.job_id, references)
         self.results.write_extras(job.bucket, job.key, result.unredacted, result.redacted_audio)
         return result.document
+
+    def _merge_voices(
+        self, job: LongJob, options: TranscriptionOptions, references: int, tmp: Path
+    ) -> dict[str, Any] | None:
+        """The known voices a split job's merge names speakers with: the request's clips, or the
+        owner's enrolled voices as they are now."""
+        if references:
+            return self._reference_voices(job.bucket, job.job_id, options.known_speakers, tmp)
+        if not options.known_speakers:
+            return None
+        if self.voices is None:
+            raise InvalidParameter("this deployment keeps no voices", field="knownSpeakers")
+        owner = (self.jobs.get(job.job_id) or {}).get("clientId") or bucket_owner(job.bucket)
+        return embeddings(self.voices.chosen(owner, options.known_speakers))
 
     def _delete_parts(self, job: LongJob) -> None:
         """Best effort: what is left expires by the bucket's lifecycle rule."""
@@ -827,6 +845,12 @@ class JobRunner:
         except Exception:  # noqa: BLE001 - the result is written; a lost record must not redo the job
             log.exception("job %s: could not record the callback outcome", job_id)
         return outcome
+
+
+def _reference_count(metadata: dict[str, str]) -> int:
+    """How many known_speaker_references[] clips the API stored for the job."""
+    count = metadata.get(VOICE_REFERENCES, "")
+    return min(int(count), MAX_KNOWN_SPEAKERS) if count.isdigit() else 0
 
 
 def _formats(metadata: dict[str, str]) -> tuple[str, ...]:

@@ -236,10 +236,11 @@ class Engine:
         job_id: str,
         source: Any = None,
         audio: str | Path | None = None,
+        voices: Mapping[str, np.ndarray] | None = None,
     ) -> EngineResult:
         """Every chunk's output -> the one result: one clustering of all speaker embeddings, the
         transcripts joined at silences, then what a single pass does. ``audio``: the file, needed
-        only when the options ask for redacted audio."""
+        only when the options ask for redacted audio; ``voices``: as for :meth:`process`."""
         timings: dict[str, float] = {}
         stage = _stage_timer(timings)
 
@@ -249,12 +250,16 @@ class Engine:
         num_samples = parts[0].num_samples
         timings["chunks"] = sum(p.seconds for p in parts)  # compute time of all chunk tasks together
         diarization = None
+        speakers = None
         if options.diarization:
             pipeline = models.load_diarization(self.diarization_model, self.settings)
             with stage("diarize"):
                 diarization = global_stage(
                     [p.local for p in parts if p.local is not None], pipeline.config, **_hints(options)
                 )
+            if voices is not None:
+                with stage("name_speakers"):
+                    diarization, speakers = name_speakers(diarization, voices)
         with stage("stitch"):
             transcript = stitch(parts)
         with stage("load_whisper"):  # its tokenizer: the tokens of segments a cut changed
@@ -274,6 +279,7 @@ class Engine:
             source=source,
             audio=samples,
             chunks=len(parts),
+            speakers=speakers,
         )
 
     def _finish(
