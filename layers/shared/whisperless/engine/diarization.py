@@ -191,7 +191,8 @@ def local_stage(
         return np.pad(out, (0, WINDOW_SAMPLES - out.size)) if out.size < WINDOW_SAMPLES else out
 
     # 1. segmentation: the most likely powerset class per frame -> active local speakers
-    batch = config.segmentation_batch
+    # Batches side by side, one core each; a short file's few windows shared evenly between them.
+    batch = max(1, min(config.segmentation_batch, math.ceil(count / models.workers)))
     batches: list[np.ndarray] = []
     _in_order(
         models,
@@ -225,27 +226,31 @@ def local_stage(
     def add_block(item, result) -> None:
         b0, _, windows = item
         features, times = result
-        if not len(features):
+        if not len(features) or not len(windows):
             return
         times = times + b0 / SAMPLE_RATE
-        squares = features * features
-        for w in windows:
-            j = _frame_index(times - starts[w] / SAMPLE_RATE)
-            inside = (j >= 0) & (j < activity.shape[1])
-            if not inside.any():
-                continue
-            lone, active = alone[w][j[inside]].T.astype(np.float32), activity[w][j[inside]].T.astype(np.float32)
-            f, q = features[inside], squares[inside]
-            s0[w] += lone.sum(1)
-            s1[w] += lone @ f
-            s2[w] += lone @ q
-            a0[w] += active.sum(1)
-            a1[w] += active @ f
-            a2[w] += active @ q
+        # Every window's frame under every feature frame (weight 0 outside the window), so that
+        # one matrix product per block sums the statistics of all its windows' local speakers.
+        j = _frame_index(times[None, :] - starts[windows, None] / SAMPLE_RATE)  # (W, T)
+        inside = ((j >= 0) & (j < activity.shape[1]))[..., None]
+        j = np.clip(j, 0, activity.shape[1] - 1)
+        lone = (alone[windows[:, None], j] * inside).astype(np.float32)  # (W, T, 3)
+        active = (activity[windows[:, None], j] * inside).astype(np.float32)
+        weights = np.concatenate([lone, active], axis=2).transpose(0, 2, 1).reshape(-1, len(features))
+        sums = (weights @ np.concatenate([features, features * features], axis=1)).reshape(
+            len(windows), 2, LOCAL_SPEAKERS, 2, FEATURE_DIM
+        )  # (window, lone or active, local speaker, sum or sum of squares, feature)
+        s0[windows] += lone.sum(1)
+        a0[windows] += active.sum(1)
+        s1[windows] += sums[:, 0, :, 0]
+        s2[windows] += sums[:, 0, :, 1]
+        a1[windows] += sums[:, 1, :, 0]
+        a2[windows] += sums[:, 1, :, 1]
 
+    # Blocks side by side, one core each; a lone block (a short file) on every core.
     _in_order(
         models,
-        lambda item: models.frame_features(audio[item[0] - offset : item[1] - offset]),
+        lambda item: models.frame_features(audio[item[0] - offset : item[1] - offset], wide=len(blocks) == 1),
         blocks,
         add_block,
         checkpoint,
@@ -273,10 +278,10 @@ def _in_order(
     consume: Callable[[Any, Any], None],
     checkpoint: Callable[[], None],
 ) -> None:
-    """``consume(item, func(item))`` for each item in order, ``func`` running on the models' worker
-    threads (ONNX Runtime releases the GIL) at most two items per worker ahead, so what is
-    computed and not yet consumed stays bounded; a raise from ``checkpoint`` (called after each
-    item) cancels what has not started."""
+    """``consume(item, func(item))`` for each item in order, ``func`` running on the models' pool
+    (ONNX Runtime releases the GIL) at most two items per worker ahead, so what is computed and
+    not yet consumed stays bounded; a raise from ``checkpoint`` (called after each item) cancels
+    what has not started."""
     ahead = 2 * models.workers
     futures: dict[int, Future] = {}
     try:

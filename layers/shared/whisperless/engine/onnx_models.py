@@ -52,6 +52,11 @@ def _powerset() -> np.ndarray:
 POWERSET = _powerset()
 
 
+#: Runs in flight at most: each holds its activations (diarizing 60 minutes peaked at 1.23 GB with
+#: 2 workers, 2.08 GB with 6); 6 is a 10 GB Lambda's vCPUs.
+MAX_WORKERS = 6
+
+
 def usable_cores() -> int:
     """The cores this process may run on (a Lambda's vCPUs, a container's CPU set)."""
     try:
@@ -63,14 +68,16 @@ def usable_cores() -> int:
 class SpeakerModels:
     """segmentation-3.0 and CAM++ (frame network + pooling head) in ONNX Runtime, on CPU.
 
-    ``workers``: how many runs the local stage makes at once (0: one per usable core), each on
-    one ONNX Runtime thread. Both models parallelise poorly inside one run (segmentation is an
-    LSTM; 2 intra-op threads cost 1.5x the CPU of one for 1.0-1.2x the speed on 2 cores), so
-    the cores take whole batches and blocks instead."""
+    ``workers``: the cores to use (0: every usable one, at most ``MAX_WORKERS``). The local stage runs segmentation
+    batches and CAM++ blocks side by side on ``pool``, one ONNX Runtime thread each: on 2 cores
+    that beat one run at a time on 2 intra-op threads by 1.2-1.3x on meetings (CAM++ gains only
+    1.2x from a second thread, for 1.5x the CPU). A lone block (a short file) gets every core
+    (``frame_features(wide=True)``).
+    """
 
     def __init__(self, folder: Path, workers: int = 0):
         self.folder = Path(folder)
-        self.workers = workers or usable_cores()
+        self.workers = workers or min(usable_cores(), MAX_WORKERS)
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="diarization")
         missing = [name for name in (*FILES, COMPLETE) if not (self.folder / name).is_file()]
         if missing:
@@ -83,14 +90,15 @@ class SpeakerModels:
         self._weight = head["weight"].astype(np.float32)
         self._mean = head["mean"].astype(np.float32)
         self._scale = (1.0 / np.sqrt(head["var"] + head["eps"])).astype(np.float32)
-        self._segmentation = self._session(SEGMENTATION)
-        self._campplus = self._session(CAMPPLUS_FRAMES)
+        self._segmentation = self._session(SEGMENTATION, 1)
+        self._campplus = self._session(CAMPPLUS_FRAMES, 1)
+        self._campplus_wide = self._session(CAMPPLUS_FRAMES, self.workers) if self.workers > 1 else self._campplus
 
-    def _session(self, name: str):
+    def _session(self, name: str, threads: int):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 1  # parallel across runs instead (``workers``)
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -106,13 +114,15 @@ class SpeakerModels:
         """(B, 160000) float32 samples -> (B, 589, 7) powerset log-probabilities."""
         return self._segmentation.run(None, {"waveform": np.ascontiguousarray(windows[:, None, :], np.float32)})[0]
 
-    def frame_features(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def frame_features(self, audio: np.ndarray, wide: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """16 kHz samples -> (CAM++ frame features (T, 512) float32, their centres in seconds from
-        the first sample). The fbank is mean-normalised over ``audio``."""
+        the first sample). The fbank is mean-normalised over ``audio``. One thread, so that blocks
+        can run side by side; ``wide``: every core, for a block that runs alone."""
         features = fbank(audio)
         if len(features) < 4:  # shorter than CAM++'s receptive field
             return np.zeros((0, FEATURE_DIM), np.float32), np.zeros(0)
-        out = self._campplus.run(None, {"fbank": features[None]})[0][0].T
+        session = self._campplus_wide if wide else self._campplus
+        out = session.run(None, {"fbank": features[None]})[0][0].T
         # The stride-2 TDNN: output frame k is centred on fbank frame 2k.
         return out, frame_centres(len(features))[::2][: len(out)]
 
