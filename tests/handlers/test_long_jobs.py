@@ -266,26 +266,42 @@ def test_a_chunk_stopped_midway_comes_back_and_is_done_once(aws, recording):
     assert record["status"] == "processing" and record["lastError"]["code"] == "interrupted"
 
 
-def test_a_long_job_names_its_known_speakers_at_the_merge(aws, recording, tmp_path):
-    """knownSpeakers on a recording that is split: the chunks are diarized apart, and the merge's
-    one clustering names the enrolled voice wherever she speaks (the sample plays twice)."""
-    import numpy as np
-
+def _dana_clip() -> bytes:
+    """3.1 s of the sample's second speaker alone (its RTTM: speaker91 from 14.49 s, speaker90 until 14.70 s)."""
     from bench.diarization_quality import read_wav, sample_item
-    from whisperless.cloud.events import ChunkJob
-    from whisperless.cloud.voices import VoiceStore
-    from whisperless.contract.speakers import bucket_owner
     from whisperless.engine.audio import SAMPLE_RATE, wav_bytes
 
-    # 3.1 s of the sample's second speaker alone (its RTTM: speaker91 from 14.49 s, speaker90 until 14.70 s).
-    clip = tmp_path / "dana.wav"
-    clip.write_bytes(wav_bytes(read_wav(sample_item().wav)[int(14.8 * SAMPLE_RATE) : int(17.9 * SAMPLE_RATE)]))
-    voice = aws["runner"].engine.enrol(clip)
-    VoiceStore(aws["voices"]).put(
-        bucket_owner(BUCKET), "Dana", np.asarray(voice.embedding, "<f4").tobytes(), voice.speech_seconds
-    )
+    return wav_bytes(read_wav(sample_item().wav)[int(14.8 * SAMPLE_RATE) : int(17.9 * SAMPLE_RATE)])
 
-    job_id = _upload(aws, recording, diarization="true", knownspeakers="Dana")
+
+@pytest.mark.parametrize("voice", ["enrolled", "request's clip"])
+def test_a_long_job_names_its_known_speakers_at_the_merge(aws, recording, tmp_path, voice):
+    """Known speakers on a recording that is split: the chunks are diarized apart, and the merge's
+    one clustering names the voice wherever she speaks (the sample plays twice). The voice is
+    enrolled for the bucket, or comes with the request (known_speaker_references[], which the API
+    stores under .voices/ and names in the upload's metadata)."""
+    import numpy as np
+
+    from whisperless.cloud.events import ChunkJob
+    from whisperless.cloud.stores import JobStore
+    from whisperless.cloud.voices import VoiceStore
+    from whisperless.contract.speakers import bucket_owner, reference_key
+
+    if voice == "enrolled":
+        clip = tmp_path / "dana.wav"
+        clip.write_bytes(_dana_clip())
+        enrolled = aws["runner"].engine.enrol(clip)
+        VoiceStore(aws["voices"]).put(
+            bucket_owner(BUCKET), "Dana", np.asarray(enrolled.embedding, "<f4").tobytes(), enrolled.speech_seconds
+        )
+        job_id = _upload(aws, recording, diarization="true", knownspeakers="Dana")
+    else:  # as POST /v1/transcriptions leaves it
+        job_id = "a" * 32
+        JobStore(aws["jobs"], ttl_days=1).create(job_id, bucket=BUCKET, key=KEY, params={}, client_id="client-a")
+        aws["s3"].put_object(Bucket=BUCKET, Key=reference_key(job_id, 0), Body=_dana_clip())
+        metadata = {"jobid": job_id, "voicereferences": "1", "diarization": "true", "knownspeakers": "Dana"}
+        assert _upload(aws, recording, **metadata) == job_id
+        assert aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix=".voices/")["KeyCount"] == 1  # kept for the merge
     for task in _tasks(aws):
         assert isinstance(task, ChunkJob)
         aws["runner"].handle(task, LambdaContext(), 1)
@@ -299,3 +315,4 @@ def test_a_long_job_names_its_known_speakers_at_the_merge(aws, recording, tmp_pa
     # Her turns in both plays of the sample (0-30 s and 60-90 s), in different chunks.
     assert any(s["start"] < 30 for s in dana) and any(60 <= s["start"] < 90 for s in dana), dana
     assert {t["speaker"] for t in doc["diarization"]} >= {"Dana"}
+    assert aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix=".voices/")["KeyCount"] == 0  # the clip is gone

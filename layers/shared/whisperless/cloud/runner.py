@@ -479,8 +479,7 @@ class JobRunner:
                 failed = self._run_chunk(task, source)
                 if failed is not None:  # the input's fault: the job ends now, naming the chunk
                     out = self._conclude(job_id, bucket, key, failed, callback_url)
-                    self._delete_parts(job)
-                    self._forget_references(bucket, job_id, _reference_count(job.metadata))
+                    self._clean_up(job)
                     return out
             counted, done = self.jobs.chunk_done(job_id, task.index, job.total)
             assert self._sqs is not None
@@ -549,7 +548,7 @@ class JobRunner:
                 out = self._conclude(
                     job_id, bucket, key, document, callback_url, stored=stored, previous=self.jobs.get(job_id)
                 )
-                self._delete_parts(job)
+                self._clean_up(job)
                 return out
             self.jobs.record_progress(job_id, "merging", 0.92)
             document = self._merged(
@@ -562,17 +561,15 @@ class JobRunner:
                 return self._conclude(job_id, bucket, key, failed_document(job_id, refusal, source), callback_url)
             self._attempt_failed(job_id, bucket, key, exc, callback_url, source, attempt.final)
             raise
-        self._delete_parts(job)
+        self._clean_up(job)
         return out
 
     def _merged(self, job: LongJob, source: dict, parts: list) -> dict:
-        references = _reference_count(job.metadata)
         with tempfile.TemporaryDirectory(prefix="whisperless-") as tmp:
             try:
                 options = TranscriptionOptions.from_params(job.metadata, defaults=self.settings.defaults)
-                voices = self._merge_voices(job, options, references, Path(tmp))
+                voices = self._merge_voices(job, options, Path(tmp))
             except WhisperlessError as exc:  # a voice forgotten, or its clip gone, since the split
-                self._forget_references(job.bucket, job.job_id, references)
                 return failed_document(job.job_id, exc, source)
             local = None
             if options.redact_audio:  # the one output that needs the whole recording again
@@ -586,18 +583,14 @@ class JobRunner:
                 raise
             except Exception as exc:  # noqa: BLE001 - the same parts would fail again: report, do not retry
                 log.exception("job %s: merge failure", job.job_id)
-                self._forget_references(job.bucket, job.job_id, references)
                 return failed_document(job.job_id, exc, source)
-        self._forget_references(job.bucket, job.job_id, references)
         self.results.write_extras(job.bucket, job.key, result.unredacted, result.redacted_audio)
         return result.document
 
-    def _merge_voices(
-        self, job: LongJob, options: TranscriptionOptions, references: int, tmp: Path
-    ) -> dict[str, Any] | None:
-        """The known voices a split job's merge names speakers with: the request's clips, or the
-        owner's enrolled voices as they are now."""
-        if references:
+    def _merge_voices(self, job: LongJob, options: TranscriptionOptions, tmp: Path) -> dict[str, Any] | None:
+        """The known voices a split job's merge names speakers with: the request's clips (deleted
+        once the job has ended, :meth:`_clean_up`), or the owner's enrolled voices as they are now."""
+        if _reference_count(job.metadata):
             return self._reference_voices(job.bucket, job.job_id, options.known_speakers, tmp)
         if not options.known_speakers:
             return None
@@ -605,6 +598,12 @@ class JobRunner:
             raise InvalidParameter("this deployment keeps no voices", field="knownSpeakers")
         owner = (self.jobs.get(job.job_id) or {}).get("clientId") or bucket_owner(job.bucket)
         return embeddings(self.voices.chosen(owner, options.known_speakers))
+
+    def _clean_up(self, job: LongJob) -> None:
+        """After a split job's ending (so that a redelivered merge still finds them): its parts and
+        the request's reference clips."""
+        self._delete_parts(job)
+        self._forget_references(job.bucket, job.job_id, _reference_count(job.metadata))
 
     def _delete_parts(self, job: LongJob) -> None:
         """Best effort: what is left expires by the bucket's lifecycle rule."""
