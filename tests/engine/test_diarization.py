@@ -149,6 +149,36 @@ def test_a_chunked_run_equals_a_single_run(pipeline, sample):
         diarization.global_stage(outputs[:1] + outputs[2:], config)
 
 
+def test_one_worker_or_many_give_the_same_result_and_a_stop_cancels(pipeline, sample):
+    """The local stage's runs go side by side on a pool (one per core): one worker, where runs go
+    one by one, gives the same diarization; a hook that raises (a stopping worker) stops it at
+    once and leaves the pool usable."""
+    from whisperless.engine.onnx_models import SpeakerModels
+
+    audio = np.concatenate([sample, read_wav(TESTS_DATA / "trn03.wav"), sample])  # several blocks
+    single = diarization.Pipeline(SpeakerModels(pipeline.models.folder, workers=1), pipeline.config)
+    many = diarization.Pipeline(SpeakerModels(pipeline.models.folder, workers=3), pipeline.config)
+    one, three = single(audio), many(audio)
+    assert one.turns == three.turns and len(one.turns) > 10
+    for name, centroid in one.centroids.items():
+        assert np.allclose(three.centroids[name], centroid, atol=1e-5)
+
+    class Stop(Exception):
+        pass
+
+    calls = []
+
+    def hook():
+        calls.append(1)
+        if len(calls) == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        many(audio, hook=hook)
+    assert len(calls) == 2
+    assert many(audio).turns == three.turns  # nothing left behind in the pool
+
+
 # Measured (bench/diarization_quality.py, BENCHMARKS.md): strict DER sample 5.5 %, trn03 0.3 %,
 # trn02 41.1 % strict (0.7 s of speech, mostly missed by segmentation-3.0) and 0 % forgiving,
 # made conversations 2.0 % and 1.5 %. The bounds leave a margin.

@@ -798,6 +798,11 @@ def test_openai_route_renders_the_finished_job_and_maps_its_failure(app_module, 
             [("known_speaker_names", "Alice"), ("response_format", "diarized_json")],
             "known_speaker_references",  # the same without the brackets: read, not dropped
         ),
+        (
+            "transcriptions",
+            [("known_speaker_names[0]", "Alice"), ("response_format", "diarized_json")],
+            "known_speaker_references",  # or with an index
+        ),
         ("transcriptions", [("temperature", "1.5")], "temperature"),
         ("transcriptions", [("diarization", "true")], "diarization"),  # not an OpenAI field
         ("translations", [("language", "de")], "language"),  # translations take no language

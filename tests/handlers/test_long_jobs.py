@@ -250,7 +250,8 @@ def test_a_chunk_stopped_midway_comes_back_and_is_done_once(aws, recording):
     from whisperless.errors import Interrupted
 
     job_id = _upload(aws, recording)
-    chunk = next(c for c in _tasks(aws) if isinstance(c, ChunkJob) and c.index == 0)
+    chunks = {c.index: c for c in _tasks(aws) if isinstance(c, ChunkJob)}
+    chunk = chunks[0]
     aws["runner"].stopping.set()
     try:
         with pytest.raises(Interrupted):
@@ -258,10 +259,13 @@ def test_a_chunk_stopped_midway_comes_back_and_is_done_once(aws, recording):
     finally:
         aws["runner"].stopping.clear()
     assert _hidden(aws) == []
-    assert aws["jobs"].get_item(Key={"id": job_id})["Item"]["status"] == "retrying"
+    record = aws["jobs"].get_item(Key={"id": job_id})["Item"]
+    assert record["status"] == "retrying" and record["lastError"]["chunk"] == 0
+    assert aws["runner"].handle(chunks[1], LambdaContext(), 1)["status"] == "chunk_done"
+    assert aws["jobs"].get_item(Key={"id": job_id})["Item"]["status"] == "retrying"  # chunk 1 is not the one
     reply = aws["runner"].handle(chunk, LambdaContext(), 2)
-    assert reply["status"] == "chunk_done" and reply["done"] == 1 and len(_hidden(aws)) == 1
-    # The chunk is done: the job runs again, and says what went wrong on the way.
+    assert reply["status"] == "chunk_done" and reply["done"] == 2 and len(_hidden(aws)) == 2
+    # The chunk that failed is done: the job runs again, and says what went wrong on the way.
     record = aws["jobs"].get_item(Key={"id": job_id})["Item"]
     assert record["status"] == "processing" and record["lastError"]["code"] == "interrupted"
 

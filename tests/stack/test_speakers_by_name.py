@@ -190,7 +190,11 @@ def test_openai_style_references_name_her_for_one_request_without_enrolling(stac
     assert reply.status_code == 200, reply.text
     _named(reply.json(), "Fi")
     s3 = _client(stack, "s3")
-    assert s3.list_objects_v2(Bucket=stack["bucket"], Prefix=f".voices/{reply.json()['id']}/").get("KeyCount", 0) == 0
+    # The clip is deleted once the job has ended (just after its result, which the reply waited for).
+    deadline = time.monotonic() + 30
+    while s3.list_objects_v2(Bucket=stack["bucket"], Prefix=f".voices/{reply.json()['id']}/").get("KeyCount", 0):
+        assert time.monotonic() < deadline, "the request's clip was not deleted"
+        time.sleep(0.2)
     # Nothing enrolled: the voice was for this request only.
     assert requests.get(f"{stack['api']}/v1/speakers", headers=_auth(stack["apiKey"]), timeout=30).json() == {
         "speakers": []

@@ -163,3 +163,30 @@ def test_openai_style_reference_voices():
         with pytest.raises(InvalidParameter) as caught:
             reference_voices(names, references)
         assert caught.value.field == field, (names, references)
+
+
+def test_openai_letters_skip_a_known_voice_s_name():
+    from whisperless.cloud.openai_api import _speaker_letters
+
+    segments = [{"speaker": s} for s in ("SPEAKER_00", "A", "SPEAKER_01", "SPEAKER_00", "Fiona")]
+    # A voice enrolled as "A" keeps it; the anonymous speakers get the letters left, in order.
+    assert _speaker_letters(segments) == {"SPEAKER_00": "B", "A": "A", "SPEAKER_01": "C", "Fiona": "Fiona"}
+    many = [{"speaker": f"SPEAKER_{i:02d}"} for i in range(28)]
+    assert list(_speaker_letters(many).values())[-3:] == ["Z", "AA", "AB"]
+
+
+def test_workers_follow_a_cgroup_cpu_quota(monkeypatch, tmp_path):
+    from whisperless.engine import onnx_models
+
+    real_path = onnx_models.Path
+    cpu_max = tmp_path / "cpu.max"
+    monkeypatch.setattr(onnx_models, "Path", lambda p: cpu_max if p == "/sys/fs/cgroup/cpu.max" else real_path(p))
+    monkeypatch.setattr(onnx_models.os, "sched_getaffinity", lambda pid: set(range(16)))
+    cpu_max.write_text("200000 100000\n")  # a container limited to 2 CPUs on a 16-core host
+    assert onnx_models.usable_cores() == 2
+    cpu_max.write_text("150000 100000\n")
+    assert onnx_models.usable_cores() == 2  # 1.5 CPUs: two threads share them
+    cpu_max.write_text("max 100000\n")
+    assert onnx_models.usable_cores() == 16
+    cpu_max.unlink()
+    assert onnx_models.usable_cores() == 16

@@ -335,9 +335,9 @@ class Api:
         if not (content_type or "").lower().startswith("multipart/form-data"):
             return request
         pairs, _ = multipart_pairs(body, content_type or "")
-        # With or without the brackets (the SDKs send them; a hand-written form may not).
-        names = [value for name, value in pairs if f"{name.lower().removesuffix('[]')}[]" == NAMES_FIELD]
-        clips = [value for name, value in pairs if f"{name.lower().removesuffix('[]')}[]" == REFERENCES_FIELD]
+        # With or without brackets, or indexes (the SDKs send `[]`; a hand-written form may not).
+        names = [value for name, value in pairs if name.lower().split("[", 1)[0] + "[]" == NAMES_FIELD]
+        clips = [value for name, value in pairs if name.lower().split("[", 1)[0] + "[]" == REFERENCES_FIELD]
         if not names and not clips:
             return request
         if "knownSpeakers" in request.params:

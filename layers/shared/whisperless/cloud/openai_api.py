@@ -243,25 +243,29 @@ def _result_format(response_format: str) -> str:
 def _speaker_letters(segments: list[dict]) -> dict[str, str]:
     """SPEAKER_00 -> A, SPEAKER_01 -> B, ... in order of first appearance, as OpenAI labels them;
     a speaker named by a known voice keeps its name."""
-    letters: dict[str, str] = {}
-    anonymous = 0
-    for segment in segments:
-        speaker = segment.get("speaker")
-        if not speaker or speaker in letters:
+    speakers = list(dict.fromkeys(s["speaker"] for s in segments if s.get("speaker")))
+    letters = {speaker: speaker for speaker in speakers if not ANONYMOUS_SPEAKER.fullmatch(speaker)}
+    taken = set(letters)  # a voice named "B" keeps it: no one else is called B
+    n = 0
+    for speaker in speakers:
+        if speaker in letters:
             continue
-        if not ANONYMOUS_SPEAKER.fullmatch(speaker):
-            letters[speaker] = speaker
-            continue
-        n, label = anonymous, ""
-        anonymous += 1
-        while True:
-            n, rest = divmod(n, 26)
-            label = chr(ord("A") + rest) + label
-            if not n:
-                break
-            n -= 1
+        while (label := _letters(n)) in taken:
+            n += 1
         letters[speaker] = label
+        n += 1
     return letters
+
+
+def _letters(n: int) -> str:
+    """0 -> A, 25 -> Z, 26 -> AA, ..."""
+    label = ""
+    while True:
+        n, rest = divmod(n, 26)
+        label = chr(ord("A") + rest) + label
+        if not n:
+            return label
+        n -= 1
 
 
 def _render(

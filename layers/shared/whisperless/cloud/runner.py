@@ -85,6 +85,7 @@ class ChunkFailed(WhisperlessError):
     code = "chunk_failed"
 
     def __init__(self, job: ChunkJob, cause: BaseException):
+        self.index = job.index
         summary = error_summary(cause)
         start = job.index * job.job.chunk_seconds
         super().__init__(
@@ -270,11 +271,15 @@ class JobRunner:
                 # made again.
                 log.info("job %s: its result is already written; finishing the job", job_id)
                 document, stored = written
-                return self._conclude(job_id, bucket, key, document, callback_url, stored=stored, previous=previous)
-            outcome = self._result_for_object(job_id, bucket, key, head, metadata, source, owner)
-            if isinstance(outcome, FannedOut):
-                return {"status": "fanned_out", "jobId": job_id, "chunks": outcome.total}
-            return self._conclude(job_id, bucket, key, outcome, callback_url, _formats(metadata), audio=audio)
+                out = self._conclude(job_id, bucket, key, document, callback_url, stored=stored, previous=previous)
+            else:
+                outcome = self._result_for_object(job_id, bucket, key, head, metadata, source, owner)
+                if isinstance(outcome, FannedOut):  # the merge names the speakers: the clips wait for it
+                    return {"status": "fanned_out", "jobId": job_id, "chunks": outcome.total}
+                out = self._conclude(job_id, bucket, key, outcome, callback_url, _formats(metadata), audio=audio)
+            # After the ending, so that a redelivery before it still finds the request's clips.
+            self._forget_references(bucket, job_id, _reference_count(metadata))
+            return out
         except Exception as exc:
             refusal = storage_refusal(exc)
             if refusal is not None:  # S3 will refuse it however often it is retried: end the job now
@@ -339,7 +344,6 @@ class JobRunner:
             except Interrupted:
                 raise
             except WhisperlessError as exc:
-                self._forget_references(bucket, job_id, references)
                 return failed_document(job_id, exc, source)
             if long_job is not None:  # the merge names the speakers (the clips wait for it)
                 self._fan_out(long_job)
@@ -358,13 +362,10 @@ class JobRunner:
                 raise  # not the job's failure: it is put back
             except WhisperlessError as exc:
                 log.info("job %s failed: %s", job_id, exc.message)
-                self._forget_references(bucket, job_id, references)
                 return failed_document(job_id, exc, source)
             except Exception as exc:  # noqa: BLE001 - the same input would fail again: report, do not retry
                 log.exception("job %s: engine failure", job_id)
-                self._forget_references(bucket, job_id, references)
                 return failed_document(job_id, exc, source)
-        self._forget_references(bucket, job_id, references)
         # Before the result (what clients wait for); an S3 failure here is retried like the result's.
         self.results.write_extras(bucket, key, result.unredacted, result.redacted_audio)
         return result.document
@@ -492,7 +493,7 @@ class JobRunner:
             return {"status": "chunk_done", "jobId": job_id, "chunk": task.index, "done": done, "total": job.total}
         except Exception as exc:
             if isinstance(exc, Interrupted):
-                self._record_retry(job_id, exc)
+                self._record_retry(job_id, exc, chunk=task.index)
                 raise
             self._attempt_failed(job_id, bucket, key, ChunkFailed(task, exc), callback_url, source, attempt.final)
             raise
@@ -820,9 +821,16 @@ class JobRunner:
         if self.metrics is not None:
             record_job_metrics(self.metrics, document)
 
-    def _record_retry(self, job_id: str, exc: BaseException, *, download_attempts: int | None = None) -> None:
-        """Why this attempt failed, on the job record (best effort: DynamoDB may be what failed)."""
-        reason = error_summary(exc)
+    def _record_retry(
+        self, job_id: str, exc: BaseException, *, download_attempts: int | None = None, chunk: int | None = None
+    ) -> None:
+        """Why this attempt failed, on the job record (best effort: DynamoDB may be what failed);
+        ``chunk``: the split job's chunk whose attempt it was."""
+        reason: dict[str, Any] = {**error_summary(exc)}
+        if isinstance(exc, ChunkFailed):
+            chunk = exc.index
+        if chunk is not None:
+            reason["chunk"] = chunk
         log.error("job %s: attempt failed (%s: %s); it will be retried", job_id, reason["code"], reason["message"])
         try:
             self.jobs.record_retry(job_id, reason, download_attempts=download_attempts)

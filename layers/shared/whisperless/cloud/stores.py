@@ -244,19 +244,23 @@ class JobStore:
             return False, len(record.get("chunksDone") or ())
         done = len(reply["Attributes"].get("chunksDone") or ())
         self.record_progress(job_id, "chunks", 0.05 + 0.85 * done / total)
-        if reply["Attributes"].get("status") == "retrying":
-            self._back_to_processing(job_id)
+        attributes = reply["Attributes"]
+        if attributes.get("status") == "retrying" and (attributes.get("lastError") or {}).get("chunk") == index:
+            self._back_to_processing(job_id, index)
         return True, done
 
-    def _back_to_processing(self, job_id: str) -> None:
-        """A chunk whose earlier attempt failed is done: the job runs again (``lastError`` stays)."""
+    def _back_to_processing(self, job_id: str, index: int) -> None:
+        """The chunk whose attempt failed last is done: the job runs again (``lastError`` stays).
+        Conditional, so that a failure recorded meanwhile by another chunk is not hidden."""
         try:
             self.table.update_item(
                 Key={"id": job_id},
                 UpdateExpression="SET #s = :processing",
-                ConditionExpression="#s = :retrying",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":processing": "processing", ":retrying": "retrying"},
+                ConditionExpression="#s = :retrying AND lastError.#c = :index",
+                ExpressionAttributeNames={"#s": "status", "#c": "chunk"},
+                ExpressionAttributeValues=_dynamo(
+                    {":processing": "processing", ":retrying": "retrying", ":index": index}
+                ),
             )
         except self.table.meta.client.exceptions.ConditionalCheckFailedException:
             pass  # it ended, or another chunk already said so

@@ -9,6 +9,7 @@ per process.
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -52,17 +53,25 @@ def _powerset() -> np.ndarray:
 POWERSET = _powerset()
 
 
-#: Runs in flight at most: each holds its activations (diarizing 60 minutes peaked at 1.23 GB with
-#: 2 workers, 2.08 GB with 6); 6 is a 10 GB Lambda's vCPUs.
+#: Runs in flight at most: each holds its activations (diarizing 60 minutes peaked at 1.2-1.4 GB
+#: with 2 workers, 2.1 GB with 6); 6 is a 10 GB Lambda's vCPUs.
 MAX_WORKERS = 6
 
 
 def usable_cores() -> int:
-    """The cores this process may run on (a Lambda's vCPUs, a container's CPU set)."""
+    """The cores this process may run on (a Lambda's vCPUs, a container's CPU set), fewer when a
+    cgroup v2 CPU quota allows less (a container limited to 2 CPUs on a 16-core host: 2)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota to read
+    return max(1, cores)
 
 
 class SpeakerModels:
