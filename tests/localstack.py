@@ -66,16 +66,22 @@ def running_stack(
                 proc.wait()
 
 
-def stack_output(info: dict, name: str) -> str:
-    """An output of the local stack's CloudFormation stack (as `aws cloudformation describe-stacks` shows it)."""
+def local_aws(info: dict, service: str, resource: bool = False):
+    """A boto3 client (or resource) for one of the local stack's AWS services (all on one port)."""
     import boto3
 
-    cloudformation = boto3.client(
-        "cloudformation",
+    factory = boto3.resource if resource else boto3.client
+    return factory(
+        service,
         endpoint_url=info["s3"],
         region_name="us-east-1",
         aws_access_key_id="local",
         aws_secret_access_key="local",
     )
+
+
+def stack_output(info: dict, name: str) -> str:
+    """An output of the local stack's CloudFormation stack (as `aws cloudformation describe-stacks` shows it)."""
+    cloudformation = local_aws(info, "cloudformation")
     (stack,) = cloudformation.describe_stacks(StackName=info["stack"])["Stacks"]
     return next(o["OutputValue"] for o in stack["Outputs"] if o["OutputKey"] == name)

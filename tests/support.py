@@ -235,6 +235,15 @@ SECRETS_SPEECH = ["Garcia", "1212", "1111", ".com"]
 _TEXT_KEYS = ("text", "word")
 
 
+def silence_wav(seconds: float) -> bytes:
+    """``seconds`` of digital silence as a 16 kHz WAV file."""
+    import numpy as np
+
+    from whisperless.engine.audio import wav_bytes
+
+    return wav_bytes(np.zeros(round(16000 * seconds), np.float32))
+
+
 def made_speech(path: Path) -> Path:
     from bench.synth import say
 

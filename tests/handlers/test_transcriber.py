@@ -26,6 +26,7 @@ from support import (
     made_speech,
     receive,
     set_aws_env,
+    silence_wav,
     sqs_event,
     wire_bucket_to_queue,
 )
@@ -368,7 +369,7 @@ def test_a_speakers_object_enrols_the_bucket_s_voice_is_never_transcribed_and_it
     assert len(bytes(item["embedding"].value)) == 192 * 4  # the embedding only
     assert aws["jobs"].scan()["Items"] == []  # not a transcription
     # Too little speech: refused in the outcome, naming the file; no voice.
-    aws["s3"].put_object(Bucket=BUCKET, Key="speakers/Quiet.wav", Body=_silence_wav(4))
+    aws["s3"].put_object(Bucket=BUCKET, Key="speakers/Quiet.wav", Body=silence_wav(4))
     assert _invoke(aws, _drain(aws)) == {"batchItemFailures": []}
     refused = _result(aws, "speakers/Quiet.wav")
     assert refused["status"] == "failed" and refused["error"]["code"] == "too_little_speech"
@@ -392,16 +393,3 @@ def test_the_api_s_enrolment_keeps_the_embedding_only(aws):
     keys = [o["Key"] for o in aws["s3"].list_objects_v2(Bucket=BUCKET).get("Contents", [])]
     assert keys == [".voices/abc.json"]  # the clip is gone; the API reads and deletes the outcome
     assert _invoke(aws, event) == {"batchItemFailures": []}  # a duplicate finds no clip: nothing to do
-
-
-def _silence_wav(seconds: float) -> bytes:
-    import io
-    import wave
-
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(b"\0\0" * int(16000 * seconds))
-    return buffer.getvalue()

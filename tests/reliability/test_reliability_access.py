@@ -23,7 +23,7 @@ import requests
 from botocore.config import Config
 from reliability_common import ROOT, speech_clip, wait_for, wav_bytes
 
-from localstack import running_stack, stack_output
+from localstack import local_aws, running_stack, stack_output
 from support import create_tables, set_aws_env
 from whisperless.cloud import apikeys
 
@@ -45,13 +45,7 @@ KEY_OFF = "wl_reliability_local_disabled"
 @pytest.fixture(scope="module")
 def stack():
     with running_stack() as info:
-        dynamodb = boto3.resource(
-            "dynamodb",
-            endpoint_url=info["s3"],
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
+        dynamodb = local_aws(info, "dynamodb", resource=True)
         keys = dynamodb.Table(stack_output(info, "ApiKeysTableName"))
         apikeys.add_key(keys, KEY_B, "client-b")
         apikeys.add_key(keys, KEY_OFF, "client-off", enabled=False)
@@ -88,7 +82,7 @@ def test_keys_that_open_nothing(stack, key, status):
     for reply in calls:
         assert reply.status_code == status, reply.text
         assert reply.json()["error"]["code"] in ("unauthorized", "forbidden")
-    s3 = _s3(stack)
+    s3 = local_aws(stack, "s3")
     assert s3.list_objects_v2(Bucket=stack["bucket"], Prefix="uploads/").get("KeyCount", 0) == 0
 
 
@@ -116,16 +110,6 @@ def test_a_job_is_visible_only_to_its_owner(stack, clip):
 def _final(api, job_id, headers):
     document = requests.get(f"{api}/v1/transcriptions/{job_id}", headers=headers, timeout=30).json()
     return document if document.get("status") in ("completed", "failed") else None
-
-
-def _s3(stack):
-    return boto3.client(
-        "s3",
-        endpoint_url=stack["s3"],
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
 
 
 def test_a_presigned_upload_on_the_local_stack_starts_the_job(stack, clip):

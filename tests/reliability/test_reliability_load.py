@@ -12,12 +12,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import boto3
 import pytest
 import requests
 from reliability_common import speech_clip
 
-from localstack import running_stack
+from localstack import local_aws, running_stack
 
 pytestmark = pytest.mark.stack  # starts the local stack (or moto's server and a worker) as processes
 
@@ -70,13 +69,7 @@ def test_100_api_requests_and_100_uploads_all_complete_with_bounded_memory(clip)
     with running_stack() as info:
         api, key = info["api"], info["apiKey"]
         auth = {"Authorization": f"Bearer {key}"}
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=info["s3"],
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
+        s3 = local_aws(info, "s3")
         sampler = Sampler(info["process"].pid)
         sampler.start()
 

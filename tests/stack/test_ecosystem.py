@@ -13,11 +13,10 @@ import json
 import time
 import warnings
 
-import boto3
 import pytest
 import requests
 
-from localstack import running_stack
+from localstack import local_aws, running_stack
 
 openai = pytest.importorskip("openai")
 
@@ -37,20 +36,10 @@ def clip(tmp_path_factory, sample_wav):
     return encode(sample_wav, tmp_path_factory.mktemp("eco") / "clip.mp3", "libmp3lame", seconds=12)
 
 
-def _aws(stack, service: str):
-    return boto3.client(
-        service,
-        endpoint_url=stack["s3"],
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
-
-
 @pytest.fixture(scope="module")
 def event_queue(stack):
     """A rule on the stack's bus -> a queue, attached before any job runs (README's pattern)."""
-    events, sqs = _aws(stack, "events"), _aws(stack, "sqs")
+    events, sqs = local_aws(stack, "events"), local_aws(stack, "sqs")
     queue = sqs.create_queue(QueueName="my-pipeline")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     pattern = {"source": ["whisperless"], "detail-type": ["Transcription Completed", "Transcription Failed"]}
@@ -166,14 +155,14 @@ def test_each_job_put_exactly_one_event_on_the_stack_bus(stack, event_queue):
     headers = {"Authorization": f"Bearer {stack['apiKey']}"}
     jobs = requests.get(f"{stack['api']}/v1/transcriptions?limit=100", headers=headers, timeout=10).json()
     finished = [j["id"] for j in jobs["transcriptions"] if j["status"] in ("completed", "failed")]
-    events = _receive_all(_aws(stack, "sqs"), event_queue, 3)
+    events = _receive_all(local_aws(stack, "sqs"), event_queue, 3)
     assert sorted(e["detail"]["jobId"] for e in events) == sorted(finished)
     assert all(e["detail"]["clientId"] == "local" for e in events)
     assert {e["detail-type"] for e in events} == {"Transcription Completed", "Transcription Failed"}
 
 
 def test_an_upload_with_formats_gets_its_renderings_next_to_it(stack, clip):
-    s3 = _aws(stack, "s3")
+    s3 = local_aws(stack, "s3")
     s3.upload_file(str(clip), stack["bucket"], "in/talk.mp3", ExtraArgs={"Metadata": {"formats": "srt,vtt,txt"}})
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -202,7 +191,7 @@ def test_list_delete_health_and_cors(stack, clip):
     assert gone.json() == {"id": job["id"], "deleted": True}
     assert requests.get(f"{api}/v1/transcriptions/{job['id']}", headers=headers, timeout=10).status_code == 404
     prefix = f"uploads/{job['id']}/"
-    assert "Contents" not in _aws(stack, "s3").list_objects_v2(Bucket=stack["bucket"], Prefix=prefix)
+    assert "Contents" not in local_aws(stack, "s3").list_objects_v2(Bucket=stack["bucket"], Prefix=prefix)
 
     origin = {"Origin": "https://app.example.com"}
     preflight = requests.options(
@@ -218,10 +207,10 @@ def test_list_delete_health_and_cors(stack, clip):
 
 def test_a_transcription_requested_event_on_the_stack_bus_is_a_job(stack):
     """Last: it starts a job without a client, which the event count above does not expect."""
-    s3 = _aws(stack, "s3")  # in/talk.mp3 is there from the renderings test
+    s3 = local_aws(stack, "s3")  # in/talk.mp3 is there from the renderings test
     detail = {"bucket": stack["bucket"], "key": "in/talk.mp3", "jobId": "requested-1", "diarization": True}
     entry = {"Source": "my.app", "DetailType": "Transcription Requested", "Detail": json.dumps(detail)}
-    _aws(stack, "events").put_events(Entries=[{**entry, "EventBusName": stack["eventBus"]}])
+    local_aws(stack, "events").put_events(Entries=[{**entry, "EventBusName": stack["eventBus"]}])
     deadline, doc = time.monotonic() + 120, {}
     while time.monotonic() < deadline and doc.get("id") != "requested-1":
         time.sleep(0.5)

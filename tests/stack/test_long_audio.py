@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import time
 
-import boto3
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from localstack import running_stack
+from localstack import local_aws, running_stack
 from support import Receiver, long_recording
 
 
@@ -63,13 +62,7 @@ def test_a_long_recording_is_split_run_at_once_and_merged(tmp_path):
             # The pyannote sample at 0-30 s and again at 60-90 s: the same two labels both times.
             assert len(_voices(doc, 0, 30)) == 2 and _voices(doc, 0, 30) == _voices(doc, 60, 90)
             assert "hello" in doc["text"].lower() and "java" in doc["text"].lower()
-            s3 = boto3.client(
-                "s3",
-                endpoint_url=stack["s3"],
-                region_name="us-east-1",
-                aws_access_key_id="local",
-                aws_secret_access_key="local",
-            )
+            s3 = local_aws(stack, "s3")
             hidden = s3.list_objects_v2(Bucket=stack["bucket"], Prefix=".whisperless/")
             assert hidden.get("KeyCount", 0) == 0
             final = requests.get(f"{stack['api']}/v1/transcriptions/{job_id}", headers=auth, timeout=10).json()

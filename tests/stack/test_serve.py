@@ -6,12 +6,11 @@ import json
 import socket
 import time
 
-import boto3
 import pytest
 import requests
 from standardwebhooks.webhooks import Webhook
 
-from localstack import running_stack
+from localstack import local_aws, running_stack
 from support import Receiver, assert_no_secrets, heard_secrets, made_speech
 
 SEED_FIELDS = {
@@ -40,12 +39,6 @@ def stack():
     assert proc.returncode == 0, proc.stderr.read()[-2000:]
     with socket.socket() as s:  # the API port is released
         assert s.connect_ex(("127.0.0.1", int(info["api"].rsplit(":", 1)[1]))) != 0
-
-
-def _s3(info):
-    return boto3.client(
-        "s3", endpoint_url=info["s3"], region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local"
-    )
 
 
 def test_startup_line_has_everything_a_script_needs(stack):
@@ -88,7 +81,7 @@ def test_a_wrong_key_is_refused(stack, clip):
 
 
 def test_an_s3_upload_gets_its_result_next_to_it(stack, clip):
-    s3 = _s3(stack)
+    s3 = local_aws(stack, "s3")
     s3.upload_file(str(clip), stack["bucket"], "in/a talk.mp3", ExtraArgs={"Metadata": {"language": "en"}})
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -173,7 +166,7 @@ def test_a_redacted_job_through_the_api_leaks_nothing_and_keeps_the_copy_asked_f
             timeout=10,
         ).json()
         assert status == doc
-        s3 = _s3(stack)
+        s3 = local_aws(stack, "s3")
         key = doc["source"]["key"]
         listed = [o["Key"] for o in s3.list_objects_v2(Bucket=stack["bucket"], Prefix=key)["Contents"]]
         assert sorted(listed) == [key, key + ".json", key + ".redacted.wav", key + ".unredacted.json"]

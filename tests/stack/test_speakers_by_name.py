@@ -5,16 +5,14 @@ bad enrolments are refused naming the field."""
 
 from __future__ import annotations
 
-import io
 import time
-import wave
 from pathlib import Path
 
-import boto3
 import pytest
 import requests
 
-from localstack import running_stack, stack_output
+from localstack import local_aws, running_stack, stack_output
+from support import silence_wav
 from whisperless.cloud import apikeys
 from whisperless.engine.speakers import MATCH_THRESHOLD
 
@@ -24,26 +22,10 @@ MEETING = DATA / "trn09.wav"  # another AMI meeting where she speaks, with MEE09
 KEY_B = "wl_speakers_client_b"
 
 
-def _client(info, service: str):
-    return boto3.client(
-        service,
-        endpoint_url=info["s3"],
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
-
-
 @pytest.fixture(scope="module")
 def stack():
     with running_stack() as info:
-        dynamodb = boto3.resource(
-            "dynamodb",
-            endpoint_url=info["s3"],
-            region_name="us-east-1",
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-        )
+        dynamodb = local_aws(info, "dynamodb", resource=True)
         apikeys.add_key(dynamodb.Table(stack_output(info, "ApiKeysTableName")), KEY_B, "client-b")
         info["voices"] = dynamodb.Table(stack_output(info, "VoicesTableName"))
         yield info
@@ -51,16 +33,6 @@ def stack():
 
 def _auth(key: str) -> dict:
     return {"Authorization": f"Bearer {key}"}
-
-
-def _silence(seconds: float) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(16000)
-        out.writeframes(b"\0\0" * int(16000 * seconds))
-    return buffer.getvalue()
 
 
 def _enrol(stack, key: str, name: str | None, data: bytes | None) -> requests.Response:
@@ -91,7 +63,7 @@ def test_a_voice_enrolled_through_the_api_names_her_in_another_meeting(stack):
     listed = requests.get(f"{stack['api']}/v1/speakers", headers=_auth(stack["apiKey"]), timeout=30).json()
     assert [v["name"] for v in listed["speakers"]] == ["Fiona"]
     # Embeddings only: the clip and its outcome are gone from the bucket.
-    leftovers = _client(stack, "s3").list_objects_v2(Bucket=stack["bucket"], Prefix=".voices/")
+    leftovers = local_aws(stack, "s3").list_objects_v2(Bucket=stack["bucket"], Prefix=".voices/")
     assert leftovers.get("KeyCount", 0) == 0
     assert set(stack["voices"].get_item(Key={"owner": "local", "name": "Fiona"})["Item"]) >= {"embedding"}
 
@@ -129,7 +101,7 @@ def test_a_voice_enrolled_through_the_api_names_her_in_another_meeting(stack):
 @pytest.mark.parametrize(
     "name, data, status, field",
     [
-        ("Nobody", _silence(5), 422, "file"),  # no speech at all
+        ("Nobody", silence_wav(5), 422, "file"),  # no speech at all
         ("Nobody", b"not audio at all", 422, "file"),
         (None, b"RIFF", 400, "name"),
         ("a,b", b"RIFF", 400, "name"),
@@ -155,7 +127,7 @@ def _wait_for(s3, bucket: str, key: str, timeout: float = 240) -> dict:
 
 
 def test_a_speakers_object_enrols_the_bucket_s_voice_and_deleting_it_forgets_her(stack):
-    s3, bucket = _client(stack, "s3"), stack["bucket"]
+    s3, bucket = local_aws(stack, "s3"), stack["bucket"]
     s3.put_object(Bucket=bucket, Key="speakers/Fiona Smith.wav", Body=ENROL.read_bytes())
     outcome = _wait_for(s3, bucket, "speakers/Fiona Smith.wav.json")
     assert outcome["status"] == "completed" and outcome["name"] == "Fiona Smith", outcome
@@ -189,7 +161,7 @@ def test_openai_style_references_name_her_for_one_request_without_enrolling(stac
         )
     assert reply.status_code == 200, reply.text
     _named(reply.json(), "Fi")
-    s3 = _client(stack, "s3")
+    s3 = local_aws(stack, "s3")
     # The clip is deleted once the job has ended (just after its result, which the reply waited for).
     deadline = time.monotonic() + 30
     while s3.list_objects_v2(Bucket=stack["bucket"], Prefix=f".voices/{reply.json()['id']}/").get("KeyCount", 0):
